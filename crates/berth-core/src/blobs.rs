@@ -1,0 +1,144 @@
+//! Blob endpoints: `HEAD`/`GET /v2/<name>/blobs/<digest>` (end-2, with Range → 206/416) and
+//! `DELETE` (end-10), plus the repository links every blob access goes through.
+
+use std::ops::Range;
+
+use berth_storage::{Condition, StorageError};
+use bytes::Bytes;
+use http::StatusCode;
+use http::header::{ACCEPT_RANGES, CONTENT_RANGE, LOCATION, RANGE};
+
+use crate::digest::Digest;
+use crate::error::{ErrorKind, RegistryError, Result};
+use crate::http::{Reply, header, headers};
+use crate::names::Name;
+use crate::{Registry, Req, keys};
+
+impl Registry {
+    /// The size of a blob the repository links, or BLOB_UNKNOWN. One storage read.
+    pub(crate) async fn linked_size(&self, name: &Name, digest: &Digest) -> Result<u64> {
+        match self.store.get(&keys::blob_link(name, digest), None).await {
+            Ok(object) => {
+                let body = object.bytes().await?;
+                std::str::from_utf8(&body).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+                    RegistryError::from(StorageError::Invalid(format!("corrupt link for {digest} in {name}")))
+                })
+            }
+            Err(e) if e.is_not_found() => Err(RegistryError::new(
+                ErrorKind::BlobUnknown,
+                format!("blob {digest} is not known to repository {name}"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lets repository `name` serve the blob.
+    pub(crate) async fn link_blob(&self, name: &Name, digest: &Digest, size: u64) -> Result<()> {
+        self.store.put(&keys::blob_link(name, digest), Bytes::from(size.to_string()), Condition::Overwrite).await?;
+        Ok(())
+    }
+
+    /// `GET`/`HEAD /v2/<name>/blobs/<digest>`: the blob, a range of it, or a redirect to storage.
+    pub(crate) async fn get_blob(&self, name: &Name, digest: &str, req: &Req) -> Result<Reply> {
+        let digest: Digest = digest.parse()?;
+        let size = self.linked_size(name, &digest).await?;
+        let ok = |status| Reply::new(status).header(headers::CONTENT_DIGEST, digest.to_string());
+        if req.method == http::Method::HEAD {
+            return Ok(ok(StatusCode::OK)
+                .header(ACCEPT_RANGES, "bytes")
+                .header(http::header::CONTENT_TYPE, "application/octet-stream")
+                .header(http::header::CONTENT_LENGTH, size.to_string()));
+        }
+        if let Some(url) = self.store.presign_get(&keys::blob(&digest), self.config.redirect_ttl).await? {
+            return Ok(ok(StatusCode::TEMPORARY_REDIRECT).header(LOCATION, url));
+        }
+        let range = match header(&req.headers, &RANGE).and_then(parse_range) {
+            Some(r) => Some(resolve(r, size).ok_or_else(|| {
+                RegistryError::new(
+                    ErrorKind::RangeNotSatisfiable,
+                    format!("range not satisfiable for a blob of {size} bytes"),
+                )
+                .with_detail(serde_json::json!({ "size": size }))
+            })?),
+            None => None,
+        };
+        let object = match self.store.get(&keys::blob(&digest), range.clone()).await {
+            Err(e) if e.is_not_found() => {
+                return Err(RegistryError::new(
+                    ErrorKind::BlobUnknown,
+                    format!("blob {digest} is linked but its data is missing"),
+                ));
+            }
+            other => other?,
+        };
+        let len = object.range.end - object.range.start;
+        let reply = match range {
+            Some(_) => ok(StatusCode::PARTIAL_CONTENT).header(
+                CONTENT_RANGE,
+                format!("bytes {}-{}/{}", object.range.start, object.range.end.saturating_sub(1), object.meta.size),
+            ),
+            None => ok(StatusCode::OK),
+        };
+        Ok(reply.header(ACCEPT_RANGES, "bytes").stream("application/octet-stream", len, object.body))
+    }
+
+    /// `DELETE /v2/<name>/blobs/<digest>`: unlinks the blob from the repository (202). The bytes
+    /// stay while other repositories link them.
+    pub(crate) async fn delete_blob(&self, name: &Name, digest: &str) -> Result<Reply> {
+        let digest: Digest = digest.parse()?;
+        self.linked_size(name, &digest).await?;
+        self.store.delete(&keys::blob_link(name, &digest)).await?;
+        Ok(Reply::new(StatusCode::ACCEPTED).header(headers::CONTENT_DIGEST, digest.to_string()))
+    }
+}
+
+/// A single byte range of a `Range` header (RFC 9110 §14.1.2). Anything else (several ranges,
+/// other units, bad syntax) is ignored, as the RFC permits, and the whole blob is sent; a
+/// range whose last byte precedes its first is unsatisfiable (416), as the conformance suite expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteRange {
+    /// `bytes=first-last` or `bytes=first-`.
+    From(u64, Option<u64>),
+    /// `bytes=-n`: the last n bytes.
+    Suffix(u64),
+}
+
+fn parse_range(value: &str) -> Option<ByteRange> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        return last.parse().ok().map(ByteRange::Suffix);
+    }
+    let first: u64 = first.parse().ok()?;
+    let last = if last.is_empty() { None } else { Some(last.parse().ok()?) };
+    Some(ByteRange::From(first, last))
+}
+
+/// The half-open range to read from a blob of `size` bytes, or `None` when unsatisfiable.
+fn resolve(range: ByteRange, size: u64) -> Option<Range<u64>> {
+    match range {
+        ByteRange::From(first, last) if first >= size || last.is_some_and(|l| l < first) => None,
+        ByteRange::From(first, last) => Some(first..last.map_or(size, |l| l.saturating_add(1).min(size))),
+        ByteRange::Suffix(0) => None,
+        ByteRange::Suffix(n) => Some(size.saturating_sub(n)..size),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9"), Some(ByteRange::From(0, Some(9))));
+        assert_eq!(parse_range("bytes=5-"), Some(ByteRange::From(5, None)));
+        assert_eq!(parse_range("bytes=-3"), Some(ByteRange::Suffix(3)));
+        assert_eq!(resolve(parse_range("bytes=500-0").unwrap(), 2048), None);
+        assert_eq!(parse_range("items=0-1"), None);
+        assert_eq!(resolve(ByteRange::From(0, Some(9)), 5), Some(0..5));
+        assert_eq!(resolve(ByteRange::From(5, None), 5), None);
+        assert_eq!(resolve(ByteRange::Suffix(3), 10), Some(7..10));
+        assert_eq!(resolve(ByteRange::Suffix(30), 10), Some(0..10));
+    }
+}

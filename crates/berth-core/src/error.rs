@@ -1,0 +1,173 @@
+//! Spec error codes and the one table that gives each its HTTP status.
+//!
+//! OCI Distribution Spec, "Error Codes": a 4XX response body is
+//! `{"errors":[{"code":"<CODE>","message":"<text>","detail":<any>}]}`. Every failure the engine
+//! answers with is a [`RegistryError`] built from an [`ErrorKind`]; the kind alone decides the
+//! spec code and the status, so no call site picks a status. Storage failures become
+//! [`ErrorKind::Internal`]: logged once at the edge, never described to the client.
+
+use http::StatusCode;
+use serde::Serialize;
+
+/// What went wrong, as far as the client is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The blob is not known to the repository.
+    BlobUnknown,
+    /// The upload or its request was invalid (bad chunk, body ended early, concurrent change).
+    BlobUploadInvalid,
+    /// A chunk did not start where the upload stands (answered 416 with the current `Range`).
+    BlobUploadOutOfOrder,
+    /// The upload session does not exist (never created, finished or cancelled).
+    BlobUploadUnknown,
+    /// A digest is malformed, uses an unsupported algorithm, or does not match the content.
+    DigestInvalid,
+    /// A manifest references a blob or manifest the repository does not have.
+    ManifestBlobUnknown,
+    /// A manifest is not valid JSON, has an unknown media type, or breaks its schema.
+    ManifestInvalid,
+    /// A manifest is larger than the registry accepts.
+    ManifestTooLarge,
+    /// The manifest (by tag or digest) is not known to the repository.
+    ManifestUnknown,
+    /// The repository name is invalid.
+    NameInvalid,
+    /// The repository is not known to the registry.
+    NameUnknown,
+    /// A length did not match the content, or a range header is malformed.
+    SizeInvalid,
+    /// The requested byte range cannot be served.
+    RangeNotSatisfiable,
+    /// A pagination parameter (`n`) is not a non-negative integer.
+    PaginationNumberInvalid,
+    /// A tag is invalid.
+    TagInvalid,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// No such endpoint.
+    NotFound,
+    /// The request body is larger than this deployment accepts.
+    PayloadTooLarge,
+    /// The storage backend failed; details are logged, not sent.
+    Internal,
+}
+
+/// The table: spec code, HTTP status and default message of every kind.
+const fn describe(kind: ErrorKind) -> (&'static str, StatusCode, &'static str) {
+    use ErrorKind::*;
+    match kind {
+        BlobUnknown => ("BLOB_UNKNOWN", StatusCode::NOT_FOUND, "blob unknown to registry"),
+        BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST, "blob upload invalid"),
+        BlobUploadOutOfOrder => ("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE, "chunk out of order"),
+        BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", StatusCode::NOT_FOUND, "blob upload unknown to registry"),
+        DigestInvalid => ("DIGEST_INVALID", StatusCode::BAD_REQUEST, "provided digest did not match uploaded content"),
+        ManifestBlobUnknown => (
+            "MANIFEST_BLOB_UNKNOWN",
+            StatusCode::BAD_REQUEST,
+            "manifest references a manifest or blob unknown to registry",
+        ),
+        ManifestInvalid => ("MANIFEST_INVALID", StatusCode::BAD_REQUEST, "manifest invalid"),
+        ManifestTooLarge => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE, "manifest too large"),
+        ManifestUnknown => ("MANIFEST_UNKNOWN", StatusCode::NOT_FOUND, "manifest unknown to registry"),
+        NameInvalid => ("NAME_INVALID", StatusCode::BAD_REQUEST, "invalid repository name"),
+        NameUnknown => ("NAME_UNKNOWN", StatusCode::NOT_FOUND, "repository name not known to registry"),
+        SizeInvalid => ("SIZE_INVALID", StatusCode::BAD_REQUEST, "provided length did not match content length"),
+        RangeNotSatisfiable => ("RANGE_INVALID", StatusCode::RANGE_NOT_SATISFIABLE, "requested range not satisfiable"),
+        PaginationNumberInvalid => {
+            ("PAGINATION_NUMBER_INVALID", StatusCode::BAD_REQUEST, "invalid number of results requested")
+        }
+        TagInvalid => ("TAG_INVALID", StatusCode::BAD_REQUEST, "manifest tag did not match URI"),
+        MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED, "the operation is unsupported"),
+        NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND, "no such endpoint"),
+        PayloadTooLarge => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        Internal => {
+            ("INTERNAL_ERROR", StatusCode::INTERNAL_SERVER_ERROR, "internal error; the registry logged the cause")
+        }
+    }
+}
+
+impl ErrorKind {
+    /// The spec error code sent in the body.
+    pub const fn code(self) -> &'static str {
+        describe(self).0
+    }
+
+    /// The HTTP status this kind is answered with.
+    pub const fn status(self) -> StatusCode {
+        describe(self).1
+    }
+
+    /// The default, client-facing message.
+    pub const fn message(self) -> &'static str {
+        describe(self).2
+    }
+}
+
+/// An error answered to the client: a kind plus a specific message and optional detail.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", kind.code())]
+pub struct RegistryError {
+    /// Decides code and status.
+    pub kind: ErrorKind,
+    /// What the client is told.
+    pub message: String,
+    /// Optional structured detail for the body.
+    pub detail: Option<serde_json::Value>,
+    /// The `Range` header to send (416 answers for uploads carry the current progress).
+    pub range: Option<String>,
+    /// Internal cause, logged at the edge and never sent.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl RegistryError {
+    /// An error with a specific message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), detail: None, range: None, source: None }
+    }
+
+    /// Attaches structured detail.
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// Attaches the `Range` header of an upload's current progress.
+    pub fn with_range(mut self, range: String) -> Self {
+        self.range = Some(range);
+        self
+    }
+
+    /// The JSON body the spec prescribes.
+    pub fn body(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            code: &'a str,
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<&'a serde_json::Value>,
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            errors: [Entry<'a>; 1],
+        }
+        let body =
+            Body { errors: [Entry { code: self.kind.code(), message: &self.message, detail: self.detail.as_ref() }] };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl From<ErrorKind> for RegistryError {
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind, kind.message())
+    }
+}
+
+impl From<berth_storage::StorageError> for RegistryError {
+    fn from(err: berth_storage::StorageError) -> Self {
+        Self { source: Some(Box::new(err)), ..ErrorKind::Internal.into() }
+    }
+}
+
+/// Result of engine operations.
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

@@ -1,0 +1,123 @@
+//! berth's protocol engine: the OCI Distribution Spec 1.1 over a [`Storage`].
+//!
+//! [`Registry::handle`] takes an `http::Request` with a streamed body and answers it: route
+//! parsing ([`route`]), names and digests ([`names`], [`digest`]), blobs, stateless upload
+//! sessions, manifests, tags, referrers and the catalog, with the spec's error codes
+//! ([`error`]). It holds no state between requests: everything lives in storage under the
+//! layout of [`keys`], so any instance can continue any upload. No web framework, AWS or Lambda
+//! code lives here; the shells adapt their types to [`http`]'s.
+
+pub mod digest;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod names;
+pub mod route;
+
+mod blobs;
+mod listing;
+mod manifests;
+mod referrers;
+mod uploads;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::http::{Method, Request, Response, StatusCode};
+use berth_storage::Storage;
+
+use crate::error::{ErrorKind, RegistryError, Result};
+use crate::http::{Body, Query, Reply, RequestBody};
+use crate::route::Route;
+
+/// Tunables of the engine; the shells fill them from flags or the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Size of multipart parts when streaming uploads (at least 5 MiB).
+    pub part_size: usize,
+    /// Lifetime of presigned blob URLs handed out as redirects.
+    pub redirect_ttl: Duration,
+    /// Largest request body accepted in one PATCH/PUT/POST, if the deployment has a limit.
+    pub max_body: Option<u64>,
+    /// Most entries returned by one page of tags or catalog listing.
+    pub max_page: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            part_size: 8 * 1024 * 1024,
+            redirect_ttl: Duration::from_secs(15 * 60),
+            max_body: None,
+            max_page: 10_000,
+        }
+    }
+}
+
+/// The registry: a storage backend and the engine's configuration.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Storage>,
+    config: Config,
+}
+
+/// A request as the engine sees it.
+pub(crate) struct Req {
+    pub method: Method,
+    pub headers: ::http::HeaderMap,
+    pub query: Query,
+}
+
+impl Registry {
+    /// A registry over `store`.
+    pub fn new(store: Arc<dyn Storage>, config: Config) -> Self {
+        Self { store, config }
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &dyn Storage {
+        self.store.as_ref()
+    }
+
+    /// Answers one request. Never fails: errors become spec error responses. Internal errors
+    /// are logged here, once, with their cause.
+    pub async fn handle(&self, request: Request<RequestBody>) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let head = parts.method == Method::HEAD;
+        let path = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy().into_owned();
+        let req = Req { method: parts.method, headers: parts.headers, query: Query::parse(parts.uri.query()) };
+        match self.dispatch(&path, req, body).await {
+            Ok(reply) => reply.finish(head),
+            Err(err) => {
+                if err.kind == ErrorKind::Internal {
+                    tracing::error!(error = %err, cause = ?err.source, %path, "internal error");
+                }
+                Reply::from(&err).finish(head)
+            }
+        }
+    }
+
+    async fn dispatch(&self, path: &str, req: Req, body: RequestBody) -> Result<Reply> {
+        let route = route::parse(path)?;
+        let m = req.method.clone();
+        let get = m == Method::GET || m == Method::HEAD;
+        match route {
+            Route::Base if get => Ok(Reply::new(StatusCode::OK).json(&serde_json::json!({}))),
+            Route::Catalog if get => self.catalog(&req).await,
+            Route::Tags(name) if get => self.tags_list(&name, &req).await,
+            Route::Manifest(name, r) if get => self.get_manifest(&name, &r).await,
+            Route::Manifest(name, r) if m == Method::PUT => self.put_manifest(&name, &r, &req, body).await,
+            Route::Manifest(name, r) if m == Method::DELETE => self.delete_manifest(&name, &r).await,
+            Route::Blob(name, d) if get => self.get_blob(&name, &d, &req).await,
+            Route::Blob(name, d) if m == Method::DELETE => self.delete_blob(&name, &d).await,
+            Route::UploadStart(name) if m == Method::POST => self.start_upload(&name, &req, body).await,
+            Route::Upload(name, id) if get => self.upload_status(&name, &id).await,
+            Route::Upload(name, id) if m == Method::PATCH => self.patch_upload(&name, &id, &req, body).await,
+            Route::Upload(name, id) if m == Method::PUT => self.finish_upload(&name, &id, &req, body).await,
+            Route::Upload(name, id) if m == Method::DELETE => self.cancel_upload(&name, &id).await,
+            Route::Referrers(name, d) if get => self.referrers(&name, &d, &req).await,
+            _ => Err(RegistryError::new(ErrorKind::MethodNotAllowed, format!("{m} is not supported on {path}"))),
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Manifest endpoints (OCI Distribution Spec, "Pulling manifests", "Pushing manifests",
+//! "Deleting manifests"): `GET`/`HEAD` (end-3), `PUT` (end-7) and `DELETE` (end-9) of
+//! `/v2/<name>/manifests/<reference>`.
+//!
+//! Manifests are stored byte for byte as pushed, with their digest and media type in a header
+//! line ([`Record`]). A tag object holds a copy of the tagged manifest's record, so a pull by
+//! tag costs one read; deleting a manifest by digest removes the tags that point to it.
+
+use berth_storage::{Condition, StorageError};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::StatusCode;
+use http::header::{CONTENT_TYPE, LOCATION};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+
+use crate::digest::{Algorithm, Digest};
+use crate::error::{ErrorKind, RegistryError, Result};
+use crate::http::{Reply, RequestBody, content_length, header, headers};
+use crate::names::{Name, Reference, Tag};
+use crate::{Registry, Req, keys};
+
+/// Largest manifest accepted (the spec's suggested minimum limit).
+pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
+
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker image manifest, schema 2.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// A stored manifest: `<digest> <media-type>\n` followed by the exact pushed bytes.
+pub(crate) struct Record {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+impl Record {
+    fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.bytes.len() + 200);
+        out.extend_from_slice(format!("{} {}\n", self.digest, self.media_type).as_bytes());
+        out.extend_from_slice(&self.bytes);
+        out.freeze()
+    }
+
+    fn decode(mut raw: Bytes) -> Result<Self> {
+        let corrupt = || RegistryError::from(StorageError::Invalid("corrupt manifest record".into()));
+        let newline = raw.iter().position(|b| *b == b'\n').ok_or_else(corrupt)?;
+        let head = raw.split_to(newline + 1);
+        let head = std::str::from_utf8(&head[..newline]).map_err(|_| corrupt())?;
+        let (digest, media_type) = head.split_once(' ').ok_or_else(corrupt)?;
+        Ok(Record { digest: digest.parse().map_err(|_| corrupt())?, media_type: media_type.to_string(), bytes: raw })
+    }
+}
+
+/// What the engine needs to know of a manifest's content.
+#[derive(Debug, Default)]
+pub(crate) struct Parsed {
+    /// Blobs it references (config, layers).
+    pub blobs: Vec<Digest>,
+    /// Manifests it references (an index's entries).
+    pub manifests: Vec<Digest>,
+    /// The manifest it refers to (`subject`).
+    pub subject: Option<Digest>,
+    /// `artifactType`, or for an image manifest without one, its config's media type.
+    pub artifact_type: Option<String>,
+    /// Its annotations, for its referrer descriptor.
+    pub annotations: Option<serde_json::Value>,
+}
+
+fn invalid(message: impl Into<String>) -> RegistryError {
+    RegistryError::new(ErrorKind::ManifestInvalid, message)
+}
+
+fn descriptor_digest(d: &Descriptor) -> Result<Digest> {
+    d.digest().to_string().parse().map_err(|e: RegistryError| invalid(format!("descriptor digest: {}", e.message)))
+}
+
+/// Parses a manifest of `media_type` (or, without one, of the type its body declares).
+pub(crate) fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<(String, Parsed)> {
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
+    if !json.is_object() {
+        return Err(invalid("manifest is not a JSON object"));
+    }
+    let declared = json.get("mediaType").and_then(|v| v.as_str());
+    let media_type = content_type
+        .or(declared)
+        .ok_or_else(|| invalid("manifest media type unknown: send it as Content-Type"))?
+        .to_string();
+    if let Some(declared) = declared.filter(|d| *d != media_type) {
+        return Err(invalid(format!(
+            "Content-Type {media_type:?} does not match the manifest's mediaType {declared:?}"
+        )));
+    }
+    if json.get("schemaVersion").and_then(|v| v.as_u64()) != Some(2) {
+        return Err(invalid("schemaVersion must be 2"));
+    }
+    let annotations = json.get("annotations").cloned();
+    let parsed = match media_type.as_str() {
+        OCI_MANIFEST | DOCKER_MANIFEST => {
+            let m: ImageManifest =
+                serde_json::from_value(json).map_err(|e| invalid(format!("invalid image manifest: {e}")))?;
+            let mut blobs = vec![descriptor_digest(m.config())?];
+            for layer in m.layers() {
+                // Non-distributable (foreign) layers live elsewhere and need not be pushed.
+                let media_type = layer.media_type().to_string();
+                let foreign = media_type.contains("nondistributable")
+                    || media_type.contains("foreign")
+                    || layer.urls().as_ref().is_some_and(|u| !u.is_empty());
+                if !foreign {
+                    blobs.push(descriptor_digest(layer)?);
+                }
+            }
+            let artifact_type =
+                m.artifact_type().as_ref().map(|t| t.to_string()).or_else(|| Some(m.config().media_type().to_string()));
+            let subject = m.subject().as_ref().map(descriptor_digest).transpose()?;
+            Parsed { blobs, manifests: vec![], subject, artifact_type, annotations }
+        }
+        OCI_INDEX | DOCKER_MANIFEST_LIST => {
+            let i: ImageIndex =
+                serde_json::from_value(json).map_err(|e| invalid(format!("invalid image index: {e}")))?;
+            let manifests = i.manifests().iter().map(descriptor_digest).collect::<Result<_>>()?;
+            let subject = i.subject().as_ref().map(descriptor_digest).transpose()?;
+            let artifact_type = i.artifact_type().as_ref().map(|t| t.to_string());
+            Parsed { blobs: vec![], manifests, subject, artifact_type, annotations }
+        }
+        other => {
+            return Err(invalid(format!(
+                "unsupported manifest media type {other:?}; supported: {OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}"
+            )));
+        }
+    };
+    Ok((media_type, parsed))
+}
+
+impl Registry {
+    async fn read_record(&self, key: &str) -> Result<Option<Record>> {
+        match self.store.get(key, None).await {
+            Ok(object) => Ok(Some(Record::decode(object.bytes().await?)?)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn manifest_key(name: &Name, reference: &Reference) -> String {
+        match reference {
+            Reference::Tag(t) => keys::tag(name, t),
+            Reference::Digest(d) => keys::manifest(name, d),
+        }
+    }
+
+    /// `GET`/`HEAD /v2/<name>/manifests/<reference>`: the manifest as pushed.
+    pub(crate) async fn get_manifest(&self, name: &Name, reference: &str) -> Result<Reply> {
+        let reference = existing_reference(name, reference)?;
+        let record =
+            self.read_record(&Self::manifest_key(name, &reference)).await?.ok_or_else(|| unknown(name, &reference))?;
+        Ok(Reply::new(StatusCode::OK)
+            .header(headers::CONTENT_DIGEST, record.digest.to_string())
+            .bytes(&record.media_type, record.bytes))
+    }
+
+    /// `PUT /v2/<name>/manifests/<reference>`: validates, checks references, stores, tags.
+    pub(crate) async fn put_manifest(
+        &self,
+        name: &Name,
+        reference: &str,
+        req: &Req,
+        body: RequestBody,
+    ) -> Result<Reply> {
+        let reference = Reference::parse(reference)?;
+        let bytes = read_limited(body, content_length(&req.headers)?).await?;
+        let content_type = header(&req.headers, &CONTENT_TYPE).map(|v| v.split(';').next().unwrap_or(v).trim());
+        let (media_type, parsed) = parse(content_type.filter(|t| !t.is_empty()), &bytes)?;
+        let digest = match &reference {
+            Reference::Digest(d) => {
+                let actual = Digest::of(d.algorithm(), &bytes);
+                if actual != *d {
+                    return Err(RegistryError::new(
+                        ErrorKind::DigestInvalid,
+                        format!("manifest digest is {actual}, not {d}"),
+                    ));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
+        };
+        self.check_references(name, &parsed).await?;
+        let descriptor =
+            parsed.subject.as_ref().map(|_| referrer_descriptor(&digest, &media_type, bytes.len(), &parsed));
+        let record = Record { digest: digest.clone(), media_type, bytes }.encode();
+        self.store.put(&keys::manifest(name, &digest), record.clone(), Condition::Overwrite).await?;
+        if let Reference::Tag(tag) = &reference {
+            self.store.put(&keys::tag(name, tag), record, Condition::Overwrite).await?;
+        }
+        let mut reply = Reply::new(StatusCode::CREATED)
+            .header(LOCATION, format!("/v2/{name}/manifests/{digest}"))
+            .header(headers::CONTENT_DIGEST, digest.to_string());
+        if let (Some(subject), Some(descriptor)) = (&parsed.subject, descriptor) {
+            self.store.put(&keys::referrer(name, subject, &digest), descriptor, Condition::Overwrite).await?;
+            reply = reply.header(headers::OCI_SUBJECT, subject.to_string());
+        }
+        match self.store.put(&keys::catalog(name), Bytes::new(), Condition::CreateOnly).await {
+            Ok(_) | Err(StorageError::PreconditionFailed(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(reply)
+    }
+
+    /// Every blob and manifest a manifest references must be in this repository.
+    async fn check_references(&self, name: &Name, parsed: &Parsed) -> Result<()> {
+        let blobs = parsed.blobs.iter().map(|d| self.require(name, d, false));
+        let manifests = parsed.manifests.iter().map(|d| self.require(name, d, true));
+        futures_util::future::try_join_all(blobs.chain(manifests)).await?;
+        Ok(())
+    }
+
+    /// MANIFEST_BLOB_UNKNOWN unless the repository has the blob (or, with `manifest`, the manifest).
+    async fn require(&self, name: &Name, digest: &Digest, manifest: bool) -> Result<()> {
+        let found = if manifest {
+            match self.store.head(&keys::manifest(name, digest)).await {
+                Err(e) if e.is_not_found() => false,
+                other => other.map(|_| true)?,
+            }
+        } else {
+            match self.linked_size(name, digest).await {
+                Err(e) if e.kind == ErrorKind::BlobUnknown => false,
+                other => other.map(|_| true)?,
+            }
+        };
+        if found {
+            return Ok(());
+        }
+        let what = if manifest { "manifest" } else { "blob" };
+        Err(RegistryError::new(
+            ErrorKind::ManifestBlobUnknown,
+            format!("{what} {digest} is not in repository {name}; push it first"),
+        )
+        .with_detail(serde_json::json!({ "digest": digest.to_string() })))
+    }
+
+    /// `DELETE /v2/<name>/manifests/<reference>`: by tag removes only the tag; by digest
+    /// removes the manifest, the tags pointing to it and its referrer entry (202).
+    pub(crate) async fn delete_manifest(&self, name: &Name, reference: &str) -> Result<Reply> {
+        let reference = existing_reference(name, reference)?;
+        let key = Self::manifest_key(name, &reference);
+        let record = self.read_record(&key).await?.ok_or_else(|| unknown(name, &reference))?;
+        if let Reference::Digest(digest) = &reference {
+            if let Ok((_, parsed)) = parse(Some(&record.media_type), &record.bytes)
+                && let Some(subject) = parsed.subject
+            {
+                self.store.delete(&keys::referrer(name, &subject, digest)).await?;
+            }
+            for tag in self.tags_pointing_to(name, digest).await? {
+                self.store.delete(&keys::tag(name, &tag)).await?;
+            }
+        }
+        self.store.delete(&key).await?;
+        Ok(Reply::new(StatusCode::ACCEPTED))
+    }
+
+    async fn tags_pointing_to(&self, name: &Name, digest: &Digest) -> Result<Vec<Tag>> {
+        let prefix = keys::tags_prefix(name);
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list(&prefix, after.as_deref(), 1000).await?;
+            for key in &page.keys {
+                if let Some(record) = self.read_record(key).await?
+                    && record.digest == *digest
+                    && let Ok(tag) = Tag::parse(&key[prefix.len()..])
+                {
+                    found.push(tag);
+                }
+            }
+            match (page.truncated, page.keys.last()) {
+                (true, Some(last)) => after = Some(last.clone()),
+                _ => return Ok(found),
+            }
+        }
+    }
+}
+
+/// The descriptor listed by the referrers API for a manifest with a `subject`.
+fn referrer_descriptor(digest: &Digest, media_type: &str, size: usize, parsed: &Parsed) -> Bytes {
+    let mut d = serde_json::json!({ "mediaType": media_type, "digest": digest.to_string(), "size": size });
+    if let Some(t) = &parsed.artifact_type {
+        d["artifactType"] = t.clone().into();
+    }
+    if let Some(a) = &parsed.annotations {
+        d["annotations"] = a.clone();
+    }
+    Bytes::from(d.to_string())
+}
+
+/// Parses the reference of a read or delete: a tag that could never have been pushed is simply
+/// unknown (404), a malformed digest is DIGEST_INVALID (400).
+fn existing_reference(name: &Name, reference: &str) -> Result<Reference> {
+    Reference::parse(reference).map_err(|e| match e.kind {
+        ErrorKind::DigestInvalid => e,
+        _ => RegistryError::new(
+            ErrorKind::ManifestUnknown,
+            format!("manifest tag {reference:?} is not in repository {name}"),
+        ),
+    })
+}
+
+fn unknown(name: &Name, reference: &Reference) -> RegistryError {
+    let what = match reference {
+        Reference::Tag(t) => format!("tag {t}"),
+        Reference::Digest(d) => format!("digest {d}"),
+    };
+    RegistryError::new(ErrorKind::ManifestUnknown, format!("manifest {what} is not in repository {name}"))
+}
+
+/// Reads a manifest body of at most [`MAX_MANIFEST_SIZE`] bytes.
+async fn read_limited(mut body: RequestBody, declared: Option<u64>) -> Result<Bytes> {
+    let too_large = || {
+        RegistryError::new(
+            ErrorKind::ManifestTooLarge,
+            format!("manifest exceeds the limit of {MAX_MANIFEST_SIZE} bytes"),
+        )
+    };
+    if declared.is_some_and(|l| l > MAX_MANIFEST_SIZE as u64) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| invalid(format!("the request body could not be read: {e}")))?;
+        if buf.len() + chunk.len() > MAX_MANIFEST_SIZE {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if declared.is_some_and(|l| l != buf.len() as u64) {
+        return Err(RegistryError::new(ErrorKind::SizeInvalid, "Content-Length does not match the body"));
+    }
+    Ok(buf.freeze())
+}

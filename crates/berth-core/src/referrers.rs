@@ -1,0 +1,54 @@
+//! `GET /v2/<name>/referrers/<digest>` (end-12a/12b): an OCI image index of the manifests whose
+//! `subject` is `<digest>`, optionally filtered by `artifactType` (then `OCI-Filters-Applied`).
+
+use futures_util::{StreamExt, TryStreamExt};
+use http::StatusCode;
+
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::http::{Reply, headers};
+use crate::manifests::OCI_INDEX;
+use crate::names::Name;
+use crate::{Registry, Req, keys};
+
+impl Registry {
+    /// Lists the referrers of a subject; an unknown subject has none (200, empty index).
+    pub(crate) async fn referrers(&self, name: &Name, subject: &str, req: &Req) -> Result<Reply> {
+        let subject: Digest = subject.parse()?;
+        let prefix = keys::referrers_prefix(name, &subject);
+        let mut keys = Vec::new();
+        loop {
+            let page = self.store.list(&prefix, keys.last().map(String::as_str), 1000).await?;
+            let more = page.truncated && !page.keys.is_empty();
+            keys.extend(page.keys);
+            if !more {
+                break;
+            }
+        }
+        let mut descriptors: Vec<serde_json::Value> = futures_util::stream::iter(keys)
+            .map(|key| self.read_descriptor(key))
+            .buffered(16)
+            .try_filter_map(|d| async move { Ok(d) })
+            .try_collect()
+            .await?;
+        let filter = req.query.get("artifactType");
+        if let Some(wanted) = filter {
+            descriptors.retain(|d| d.get("artifactType").and_then(|t| t.as_str()) == Some(wanted));
+        }
+        let index = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors });
+        let mut reply = Reply::new(StatusCode::OK);
+        if filter.is_some() {
+            reply = reply.header(headers::OCI_FILTERS_APPLIED, "artifactType");
+        }
+        Ok(reply.bytes(OCI_INDEX, serde_json::to_vec(&index).unwrap_or_default()))
+    }
+
+    /// A referrer descriptor; `None` if it vanished (deleted meanwhile) or is unreadable.
+    async fn read_descriptor(&self, key: String) -> Result<Option<serde_json::Value>> {
+        match self.store.get(&key, None).await {
+            Ok(object) => Ok(serde_json::from_slice(&object.bytes().await?).ok()),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

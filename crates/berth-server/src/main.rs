@@ -1,0 +1,93 @@
+//! The `berth` binary: `berth serve` runs the registry over the filesystem (the default) or
+//! memory. Every flag is also an environment variable (`BERTH_<FLAG>`).
+
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// An OCI Distribution Spec 1.1 container registry.
+#[derive(Parser)]
+#[command(name = "berth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the registry API over HTTP.
+    Serve(ServeArgs),
+}
+
+/// Where the registry keeps its data.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StorageKind {
+    /// A directory on the local filesystem (`--root`).
+    Fs,
+    /// Process memory: everything is lost on exit. For tests and demos.
+    Memory,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable key=value lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:5000")]
+    listen: SocketAddr,
+    /// Storage backend.
+    #[arg(long, value_enum, env = "BERTH_STORAGE", default_value = "fs")]
+    storage: StorageKind,
+    /// Data directory of the fs backend.
+    #[arg(long, env = "BERTH_ROOT", default_value = "./berth-data")]
+    root: PathBuf,
+    /// Size of the parts uploads are streamed in, in MiB (at least 5).
+    #[arg(long, env = "BERTH_PART_SIZE_MIB", default_value_t = 8, value_parser = clap::value_parser!(u64).range(5..=5120))]
+    part_size_mib: u64,
+    /// Log line format.
+    #[arg(long, value_enum, env = "BERTH_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Serve(args) = cli.command;
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("berth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,92 @@
+//! `berth serve`: the engine behind an axum/hyper HTTP server, with one log line per request
+//! and graceful shutdown on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use berth_core::http::{Body, BoxError};
+use berth_core::{Config, Registry};
+use berth_storage::{FsStorage, MemoryStorage, Storage};
+use futures_util::TryStreamExt;
+use http::header::CONTENT_LENGTH;
+
+use crate::{ServeArgs, StorageKind};
+
+/// Builds the storage and the registry, binds, and serves until a shutdown signal.
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let store: Arc<dyn Storage> = match args.storage {
+        StorageKind::Fs => Arc::new(
+            FsStorage::new(&args.root)
+                .map_err(|e| format!("cannot use data directory {}: {e}", args.root.display()))?,
+        ),
+        StorageKind::Memory => Arc::new(MemoryStorage::new()),
+    };
+    let config = Config { part_size: (args.part_size_mib * 1024 * 1024) as usize, ..Config::default() };
+    let registry = Registry::new(store, config);
+    let app = axum::Router::new().fallback(handle).with_state(registry);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    match args.storage {
+        StorageKind::Fs => tracing::info!(%addr, storage = "fs", root = %args.root.display(), "berth listening"),
+        StorageKind::Memory => tracing::info!(%addr, storage = "memory", "berth listening"),
+    }
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| format!("server failed: {e}"))?;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+/// Adapts axum's types to the engine's, and logs the request.
+async fn handle(State(registry): State<Registry>, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let body = body
+        .into_data_stream()
+        .inspect_ok(move |chunk| {
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        })
+        .map_err(|e| Box::new(e) as BoxError);
+    let response = registry.handle(Request::from_parts(parts, Box::pin(body))).await;
+    let sent: u64 = response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        bytes_in = received.load(Ordering::Relaxed),
+        bytes_out = sent,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response.map(|body| match body {
+        Body::Empty => axum::body::Body::empty(),
+        Body::Full(bytes) => axum::body::Body::from(bytes),
+        Body::Stream(stream) => axum::body::Body::from_stream(stream),
+    })
+}
+
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

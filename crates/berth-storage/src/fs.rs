@@ -1,0 +1,509 @@
+//! Filesystem backend: one file per object under a root directory (Unix only).
+//!
+//! # Layout
+//!
+//! ```text
+//! <root>/<key>                 the object at `key` (`a/b/c` is the file `<root>/a/b/c`)
+//! <root>/.tmp/<uuid>           files being written, or hard links of objects being copied
+//! <root>/.multipart/<id>/key   the key upload `id` will become
+//! <root>/.multipart/<id>/<n>   part `n` of that upload
+//! ```
+//!
+//! Keys whose first component is `.tmp` or `.multipart` are [`StorageError::Invalid`], so no key
+//! reaches the bookkeeping directories, and listings skip them.
+//!
+//! # Atomicity
+//!
+//! Every write fills a fresh file in `.tmp/` (same filesystem as the objects), fsyncs it and
+//! commits it in one syscall: `rename` over the key for [`Condition::Overwrite`] and
+//! [`Condition::IfMatch`], `link` to the key for [`Condition::CreateOnly`] (which fails atomically
+//! when the key exists). The key's directory is fsynced after. A reader therefore sees the old
+//! object, the new one or nothing, never a prefix; a crash leaves at most an orphan in `.tmp/`,
+//! which [`FsStorage::new`] removes once it is an hour old.
+//!
+//! A committed file is never modified, so an object's ETag derives from its inode, mtime (set
+//! with nanosecond precision on write) and size, and a copy is a hard link of the source.
+//!
+//! Commits and deletes are serialized by a mutex of the [`FsStorage`], which makes `IfMatch`
+//! (compare, then rename) atomic. Other processes cannot take that mutex: run one `FsStorage`
+//! per root (others may read it).
+//!
+//! # Limits
+//!
+//! A key cannot be both an object and a "directory" of other keys (`a` and `a/b`): the later
+//! write fails with [`StorageError::Backend`]. A listing walks and sorts the matching subtree for
+//! every page.
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
+
+use crate::memory::{check_condition, check_part_number};
+use crate::{
+    CompletedPart, Condition, GetObject, ListPage, ObjectMeta, Result, Storage, StorageError, check_part_sizes,
+    resolve_range,
+};
+
+const TMP: &str = ".tmp";
+const MULTIPART: &str = ".multipart";
+/// The file of an upload directory that records its key.
+const KEY_FILE: &str = "key";
+/// Temp files older than this are left over from a crash.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+/// Size of the chunks a read streams.
+const CHUNK: usize = 64 * 1024;
+
+/// Stores each object as a file under a root directory (Unix only).
+///
+/// Writes are atomic (temp file, fsync, rename or link) and durable once they return.
+/// Conditional writes are serialized by a mutex of this value: run one `FsStorage` per root
+/// (other instances or processes may read it). A key cannot also be a "directory" of other keys
+/// (`a` and `a/b`); the later write fails with [`StorageError::Backend`].
+pub struct FsStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    /// Held around every commit (rename/link) and delete.
+    lock: Mutex<()>,
+}
+
+impl FsStorage {
+    /// Opens (creating it if needed) the store rooted at `root`, and removes temp files a crash
+    /// left behind more than an hour ago.
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join(TMP))?;
+        fs::create_dir_all(root.join(MULTIPART))?;
+        // ctime, unlike mtime, is bumped by `link`, so a copy in progress never looks stale.
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let stale = now.saturating_sub(STALE_TMP.as_secs()) as i64;
+        for entry in fs::read_dir(root.join(TMP))?.flatten() {
+            if entry.metadata().is_ok_and(|m| m.ctime() < stale) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(Self { inner: Arc::new(Inner { root, lock: Mutex::new(()) }) })
+    }
+
+    /// Runs blocking filesystem work off the async runtime.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&Inner) -> Result<T> + Send + 'static) -> Result<T> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner)).await.map_err(StorageError::backend)?
+    }
+}
+
+/// A path in `.tmp/`, removed when dropped (a no-op once it has been renamed away).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// Which keys a listing wants.
+struct Query<'a> {
+    prefix: &'a str,
+    start_after: Option<&'a str>,
+}
+
+impl Query<'_> {
+    fn matches(&self, key: &str) -> bool {
+        key.starts_with(self.prefix) && self.start_after.is_none_or(|after| key > after)
+    }
+
+    /// Whether some key starting with `dir`, a subdirectory (ending with `/`) of the directory
+    /// the prefix names, may match. The prefix has no `/` past that directory, so either all
+    /// keys under `dir` start with it or none does.
+    fn may_contain(&self, dir: &str) -> bool {
+        dir.starts_with(self.prefix) && self.start_after.is_none_or(|after| dir > after || after.starts_with(dir))
+    }
+}
+
+impl Inner {
+    /// The path of `key`, if it is a valid key.
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        let reserved = matches!(key.split('/').next(), Some(TMP | MULTIPART));
+        let bad_component = key.split('/').any(|c| matches!(c, "" | "." | "..") || c.contains('\0'));
+        if reserved || bad_component {
+            return Err(StorageError::Invalid(format!("invalid key {key:?}")));
+        }
+        Ok(self.root.join(key))
+    }
+
+    /// The directory of upload `id` if it exists and was created for `key`.
+    fn upload_dir(&self, key: &str, id: &str) -> Result<PathBuf> {
+        let missing = || StorageError::NotFound(format!("upload {id} of {key}"));
+        if !valid_upload_id(id) {
+            return Err(missing());
+        }
+        let dir = self.root.join(MULTIPART).join(id);
+        match fs::read(dir.join(KEY_FILE)) {
+            Ok(stored) if stored == key.as_bytes() => Ok(dir),
+            Ok(_) => Err(missing()),
+            Err(e) if is_missing(&e) => Err(missing()),
+            Err(e) => Err(StorageError::backend(e)),
+        }
+    }
+
+    /// Creates a temp file, fills it with `write`, stamps its mtime and fsyncs it.
+    fn write_temp(&self, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<(TempFile, Metadata)> {
+        let tmp = self.temp_path();
+        let mut file = File::create_new(&tmp.0)?;
+        write(&mut file)?;
+        // Inodes are reused at once, and mtime may be as coarse as a clock tick: stamp a precise
+        // one so an ETag does not come back.
+        file.set_modified(SystemTime::now())?;
+        file.sync_all()?;
+        let meta = file.metadata()?;
+        Ok((tmp, meta))
+    }
+
+    fn temp_path(&self) -> TempFile {
+        TempFile(self.root.join(TMP).join(uuid::Uuid::new_v4().simple().to_string()))
+    }
+
+    /// Makes the temp file `tmp` (whose metadata is `meta`) the object at `key` if `cond` holds.
+    fn commit(
+        &self,
+        tmp: &TempFile,
+        meta: &Metadata,
+        key: &str,
+        target: &Path,
+        cond: &Condition,
+    ) -> Result<ObjectMeta> {
+        let parent = target.parent().unwrap_or(&self.root);
+        self.create_dirs(parent).map_err(StorageError::backend)?;
+        {
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Condition::IfMatch(_) = cond {
+                let current = stat(target).map_err(StorageError::backend)?;
+                check_condition(current.as_ref().map(etag).as_deref(), key, cond)?;
+            }
+            let link = || match cond {
+                Condition::CreateOnly => fs::hard_link(&tmp.0, target),
+                _ => fs::rename(&tmp.0, target),
+            };
+            // A delete may have removed the directory, empty by then, since `create_dirs`;
+            // deletes hold the lock, so recreating it once under the lock suffices.
+            let linked = match link() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => self.create_dirs(parent).and_then(|()| link()),
+                linked => linked,
+            };
+            linked.map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => StorageError::PreconditionFailed(key.to_string()),
+                _ => StorageError::backend(e),
+            })?;
+        }
+        sync_dir(parent).map_err(StorageError::backend)?;
+        Ok(object_meta(key, meta))
+    }
+
+    /// Creates `dir` and its missing ancestors below the root, fsyncing each new entry.
+    fn create_dirs(&self, dir: &Path) -> io::Result<()> {
+        match dir.parent() {
+            Some(parent) if dir != self.root && !dir.is_dir() => {
+                self.create_dirs(parent)?;
+                match fs::create_dir(dir) {
+                    Ok(()) => sync_dir(parent),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let meta = stat(&self.path(key)?).map_err(StorageError::backend)?;
+        meta.map(|m| object_meta(key, &m)).ok_or_else(|| StorageError::NotFound(key.to_string()))
+    }
+
+    /// Opens `key` positioned at the start of `range`, resolved.
+    fn open(&self, key: &str, range: Option<Range<u64>>) -> Result<(File, ObjectMeta, Range<u64>)> {
+        let mut file = File::open(self.path(key)?).map_err(io_err(key))?;
+        let meta = file.metadata().map_err(StorageError::backend)?;
+        if !meta.is_file() {
+            return Err(StorageError::NotFound(key.to_string()));
+        }
+        let range = resolve_range(key, meta.len(), range)?;
+        file.seek(SeekFrom::Start(range.start)).map_err(StorageError::backend)?;
+        Ok((file, object_meta(key, &meta), range))
+    }
+
+    fn put(&self, key: &str, body: &[u8], cond: &Condition) -> Result<ObjectMeta> {
+        let target = self.path(key)?;
+        let (tmp, meta) = self.write_temp(|f| f.write_all(body)).map_err(StorageError::backend)?;
+        self.commit(&tmp, &meta, key, &target, cond)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        let mut dir = path.parent().unwrap_or(&self.root);
+        {
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if is_missing(&e) || e.kind() == io::ErrorKind::IsADirectory => {
+                    return Ok(());
+                }
+                Err(e) => return Err(StorageError::backend(e)),
+            }
+            // Object stores have no directories: drop the ones this delete left empty.
+            while dir != self.root && fs::remove_dir(dir).is_ok() {
+                dir = dir.parent().unwrap_or(&self.root);
+            }
+        }
+        sync_dir(dir).map_err(StorageError::backend)
+    }
+
+    fn copy(&self, src: &str, dst: &str, cond: &Condition) -> Result<ObjectMeta> {
+        let from = self.path(src)?;
+        let target = self.path(dst)?;
+        if stat(&from).map_err(StorageError::backend)?.is_none() {
+            return Err(StorageError::NotFound(src.to_string()));
+        }
+        // Objects are immutable, so a hard link is a copy.
+        let tmp = self.temp_path();
+        let (tmp, meta) = match fs::hard_link(&from, &tmp.0) {
+            Ok(()) => {
+                let meta = fs::metadata(&tmp.0).map_err(StorageError::backend)?;
+                (tmp, meta)
+            }
+            Err(e) if is_missing(&e) => return Err(StorageError::NotFound(src.to_string())),
+            // Another filesystem, or one without hard links: copy the bytes.
+            Err(_) => self.write_temp(|f| io::copy(&mut File::open(&from)?, f).map(drop)).map_err(io_err(src))?,
+        };
+        self.commit(&tmp, &meta, dst, &target, cond)
+    }
+
+    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+        // Only the directory named by the prefix up to its last `/` can hold matches.
+        let (dir_key, dir) = match prefix.rfind('/') {
+            None => ("", self.root.clone()),
+            Some(i) => match self.path(&prefix[..i]) {
+                Ok(dir) => (&prefix[..=i], dir),
+                Err(_) => return Ok(ListPage::default()),
+            },
+        };
+        let mut keys = Vec::new();
+        collect(&dir, dir_key, &Query { prefix, start_after }, &mut keys).map_err(StorageError::backend)?;
+        // Sort the full keys: a sorted walk is not byte order ('/' sorts after '-' and '.').
+        keys.sort_unstable();
+        let truncated = keys.len() > limit;
+        keys.truncate(limit);
+        Ok(ListPage { keys, truncated })
+    }
+
+    fn create_multipart(&self, key: &str) -> Result<String> {
+        self.path(key)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let uploads = self.root.join(MULTIPART);
+        let dir = uploads.join(&id);
+        let created = fs::create_dir(&dir).and_then(|()| {
+            let (tmp, _) = self.write_temp(|f| f.write_all(key.as_bytes()))?;
+            fs::rename(&tmp.0, dir.join(KEY_FILE))?;
+            sync_dir(&dir)?;
+            sync_dir(&uploads)
+        });
+        created.map_err(StorageError::backend)?;
+        Ok(id)
+    }
+
+    fn upload_part(&self, key: &str, id: &str, number: u32, body: &[u8]) -> Result<String> {
+        check_part_number(number)?;
+        let dir = self.upload_dir(key, id)?;
+        let (tmp, meta) = self.write_temp(|f| f.write_all(body)).map_err(StorageError::backend)?;
+        // NotFound here means the upload was aborted meanwhile.
+        fs::rename(&tmp.0, dir.join(number.to_string())).map_err(io_err(&format!("upload {id}")))?;
+        sync_dir(&dir).map_err(StorageError::backend)?;
+        Ok(etag(&meta))
+    }
+
+    fn complete_multipart(&self, key: &str, id: &str, parts: &[CompletedPart], cond: &Condition) -> Result<ObjectMeta> {
+        let target = self.path(key)?;
+        let dir = self.upload_dir(key, id)?;
+        let part_path = |part: &CompletedPart| dir.join(part.number.to_string());
+        let mut sizes = Vec::with_capacity(parts.len());
+        for part in parts {
+            match stat(&part_path(part)).map_err(StorageError::backend)? {
+                Some(meta) if etag(&meta) == part.etag => sizes.push(meta.len()),
+                _ => {
+                    let msg = format!("part {} is not uploaded with that ETag", part.number);
+                    return Err(StorageError::Invalid(msg));
+                }
+            }
+        }
+        check_part_sizes(&sizes)?;
+        // One part open at a time (there may be 10,000), each checked again once opened.
+        let concat = |out: &mut File| {
+            parts.iter().try_for_each(|part| {
+                let mut file = File::open(part_path(part))?;
+                if etag(&file.metadata()?) != part.etag {
+                    let msg = format!("part {} was uploaded again meanwhile", part.number);
+                    return Err(io::Error::other(msg));
+                }
+                io::copy(&mut file, out).map(drop)
+            })
+        };
+        let (tmp, meta) = self.write_temp(concat).map_err(io_err(&format!("upload {id}")))?;
+        let object = self.commit(&tmp, &meta, key, &target, cond)?;
+        // The object is committed; a failure here only leaves the parts behind.
+        let _ = fs::remove_dir_all(&dir);
+        Ok(object)
+    }
+
+    fn abort_multipart(&self, id: &str) -> Result<()> {
+        if !valid_upload_id(id) {
+            return Ok(());
+        }
+        match fs::remove_dir_all(self.root.join(MULTIPART).join(id)) {
+            Err(e) if !is_missing(&e) => Err(StorageError::backend(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Upload ids are ours (simple UUIDs); anything else, like `../x`, names no upload.
+fn valid_upload_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Appends to `out` the keys below `dir` (whose key prefix is `dir_key`) that `query` wants.
+fn collect(dir: &Path, dir_key: &str, query: &Query<'_>, out: &mut Vec<String>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_missing(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if dir_key.is_empty() && matches!(name.as_str(), TMP | MULTIPART) {
+            continue;
+        }
+        let key = format!("{dir_key}{name}");
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            let sub = key + "/";
+            if query.may_contain(&sub) {
+                collect(&entry.path(), &sub, query, out)?;
+            }
+        } else if file_type.is_file() && query.matches(&key) {
+            out.push(key);
+        }
+    }
+    Ok(())
+}
+
+/// The metadata of the regular file at `path`, `None` if there is none.
+fn stat(path: &Path) -> io::Result<Option<Metadata>> {
+    match fs::metadata(path) {
+        Ok(meta) => Ok(meta.is_file().then_some(meta)),
+        Err(e) if is_missing(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// True when `e` says the path does not exist (a component may be a file, not a directory).
+fn is_missing(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
+/// Maps a missing path to [`StorageError::NotFound`] of `what`, anything else to a backend error.
+fn io_err(what: &str) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |e| {
+        if is_missing(&e) { StorageError::NotFound(what.to_string()) } else { StorageError::backend(e) }
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn etag(meta: &Metadata) -> String {
+    format!("\"{:x}-{:x}.{:x}-{:x}\"", meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.len())
+}
+
+fn object_meta(key: &str, meta: &Metadata) -> ObjectMeta {
+    ObjectMeta { key: key.to_string(), size: meta.len(), etag: etag(meta) }
+}
+
+#[async_trait::async_trait]
+impl Storage for FsStorage {
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let key = key.to_string();
+        self.run(move |fs| fs.head(&key)).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetObject> {
+        let key = key.to_string();
+        let (file, meta, range) = self.run(move |fs| fs.open(&key, range)).await?;
+        let body = tokio::fs::File::from_std(file).take(range.end - range.start);
+        let body = ReaderStream::with_capacity(body, CHUNK).map_err(StorageError::backend);
+        Ok(GetObject { meta, range, body: Box::pin(body) })
+    }
+
+    async fn put(&self, key: &str, body: Bytes, cond: Condition) -> Result<ObjectMeta> {
+        let key = key.to_string();
+        self.run(move |fs| fs.put(&key, &body, &cond)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let key = key.to_string();
+        self.run(move |fs| fs.delete(&key)).await
+    }
+
+    async fn copy(&self, src: &str, dst: &str, cond: Condition) -> Result<ObjectMeta> {
+        let (src, dst) = (src.to_string(), dst.to_string());
+        self.run(move |fs| fs.copy(&src, &dst, &cond)).await
+    }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+        let (prefix, start_after) = (prefix.to_string(), start_after.map(str::to_string));
+        self.run(move |fs| fs.list(&prefix, start_after.as_deref(), limit)).await
+    }
+
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        let key = key.to_string();
+        self.run(move |fs| fs.create_multipart(&key)).await
+    }
+
+    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String> {
+        let (key, id) = (key.to_string(), upload_id.to_string());
+        self.run(move |fs| fs.upload_part(&key, &id, number, &body)).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        cond: Condition,
+    ) -> Result<ObjectMeta> {
+        let (key, id, parts) = (key.to_string(), upload_id.to_string(), parts.to_vec());
+        self.run(move |fs| fs.complete_multipart(&key, &id, &parts, &cond)).await
+    }
+
+    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
+        let id = upload_id.to_string();
+        self.run(move |fs| fs.abort_multipart(&id)).await
+    }
+
+    async fn presign_get(&self, _key: &str, _ttl: Duration) -> Result<Option<String>> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,183 @@
+//! In-process tests of every endpoint: requests go straight into the engine
+//! ([`berth_core::Registry::handle`]) over the in-memory or filesystem backend, and assert what
+//! a client sees (status, headers, bytes) and which storage keys were written.
+
+mod blobs;
+mod errors;
+mod listing;
+mod manifests;
+mod referrers;
+mod uploads;
+
+use std::sync::Arc;
+
+use berth_core::digest::{Algorithm, Digest};
+use berth_core::http::{Body, RequestBody};
+use berth_core::{Config, Registry};
+use berth_storage::{MemoryStorage, Storage};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use http::{HeaderMap, Method, Request, StatusCode};
+use serde_json::Value;
+
+/// A registry under test and the storage it writes to.
+pub struct Harness {
+    pub registry: Registry,
+    pub store: Arc<dyn Storage>,
+}
+
+/// A response with its body read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The spec error code of an error response.
+    pub fn code(&self) -> String {
+        self.json()["errors"][0]["code"].as_str().unwrap_or_default().to_string()
+    }
+
+    pub fn location(&self) -> String {
+        self.header("location").unwrap_or_else(|| panic!("no Location in {self:?}")).to_string()
+    }
+}
+
+impl Harness {
+    /// A registry over memory with the smallest allowed part size, so multipart paths run.
+    pub fn new() -> Self {
+        Self::with(Arc::new(MemoryStorage::new()), Config { part_size: 5 * 1024 * 1024, ..Config::default() })
+    }
+
+    pub fn with(store: Arc<dyn Storage>, config: Config) -> Self {
+        Self { registry: Registry::new(store.clone(), config), store }
+    }
+
+    /// Sends a request whose body arrives in chunks of `chunk` bytes.
+    pub async fn send_chunked(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        chunk: usize,
+    ) -> Resp {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let chunks: Vec<Result<Bytes, berth_core::http::BoxError>> =
+            body.chunks(chunk.max(1)).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        // Yield between chunks, as a network body does, so concurrent requests interleave.
+        let stream: RequestBody = Box::pin(futures_util::stream::iter(chunks).then(|c| async {
+            tokio::task::yield_now().await;
+            c
+        }));
+        let response = self.registry.handle(builder.body(stream).unwrap()).await;
+        let (parts, body) = response.into_parts();
+        let body = match body {
+            Body::Empty => Bytes::new(),
+            Body::Full(b) => b,
+            Body::Stream(s) => s.try_collect::<Vec<Bytes>>().await.unwrap().concat().into(),
+        };
+        Resp { status: parts.status, headers: parts.headers, body }
+    }
+
+    pub async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        self.send_chunked(method, uri, headers, body, 64 * 1024).await
+    }
+
+    pub async fn get(&self, uri: &str) -> Resp {
+        self.send(Method::GET, uri, &[], b"").await
+    }
+
+    pub async fn head(&self, uri: &str) -> Resp {
+        self.send(Method::HEAD, uri, &[], b"").await
+    }
+
+    pub async fn delete(&self, uri: &str) -> Resp {
+        self.send(Method::DELETE, uri, &[], b"").await
+    }
+
+    /// Pushes a blob monolithically (`POST ?digest=`); returns its digest.
+    pub async fn push_blob(&self, name: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let r = self.send(Method::POST, &format!("/v2/{name}/blobs/uploads/?digest={digest}"), &[], data).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        digest
+    }
+
+    /// Starts an upload session; returns its Location.
+    pub async fn start(&self, name: &str) -> String {
+        let r = self.send(Method::POST, &format!("/v2/{name}/blobs/uploads/"), &[], b"").await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+        r.location()
+    }
+
+    /// Pushes a manifest; returns the response.
+    pub async fn put_manifest(&self, name: &str, reference: &str, media_type: &str, body: &[u8]) -> Resp {
+        self.send(Method::PUT, &format!("/v2/{name}/manifests/{reference}"), &[("content-type", media_type)], body)
+            .await
+    }
+
+    /// Keys in storage under `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        self.store.list(prefix, None, 10_000).await.unwrap().keys
+    }
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    Digest::of(Algorithm::Sha256, data).to_string()
+}
+
+pub fn sha512(data: &[u8]) -> String {
+    Digest::of(Algorithm::Sha512, data).to_string()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An OCI image manifest over blobs that exist in `name`, with optional extras merged in.
+pub async fn image(h: &Harness, name: &str, seed: u64, extra: Value) -> (Vec<u8>, String) {
+    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}");
+    let layer = bytes(1000, seed);
+    let c = h.push_blob(name, config.as_bytes()).await;
+    let l = h.push_blob(name, &layer).await;
+    let mut m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+    });
+    if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    let body = serde_json::to_vec_pretty(&m).unwrap();
+    let digest = sha256(&body);
+    (body, digest)
+}

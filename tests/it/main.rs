@@ -1,0 +1,5 @@
+//! berth's integration tests, linked as one binary: in-process API tests over the engine
+//! (`api`) and end-to-end tests against a real `berth serve` process with real clients (`e2e`).
+
+mod api;
+mod e2e;
