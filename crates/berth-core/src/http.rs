@@ -41,6 +41,8 @@ pub mod headers {
     pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
     /// `OCI-Filters-Applied`.
     pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+    /// `OCI-Tag`.
+    pub const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
     /// `OCI-Chunk-Min-Length`.
     pub const OCI_CHUNK_MIN_LENGTH: HeaderName = HeaderName::from_static("oci-chunk-min-length");
 }
@@ -64,6 +66,14 @@ impl Reply {
     pub fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
         if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
             self.headers.insert(name, v);
+        }
+        self
+    }
+
+    /// Adds a header, keeping earlier values of the same name.
+    pub fn append_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
+            self.headers.append(name, v);
         }
         self
     }
@@ -116,6 +126,11 @@ impl Query {
     /// Parses the query string of a URI.
     pub fn parse(query: Option<&str>) -> Self {
         Query(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// The first value of `key`.

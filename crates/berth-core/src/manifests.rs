@@ -172,6 +172,11 @@ impl Registry {
         body: RequestBody,
     ) -> Result<Reply> {
         let reference = Reference::parse(reference)?;
+        // `?tag=` (spec 1.1+dev): tags to point at a manifest pushed by digest.
+        let mut tags = req.query.get_all("tag").map(Tag::parse).collect::<Result<Vec<_>>>()?;
+        if let Reference::Tag(tag) = &reference {
+            tags.push(tag.clone());
+        }
         let bytes = read_limited(body, content_length(&req.headers)?).await?;
         let content_type = header(&req.headers, &CONTENT_TYPE).map(|v| v.split(';').next().unwrap_or(v).trim());
         let (media_type, parsed) = parse(content_type.filter(|t| !t.is_empty()), &bytes)?;
@@ -188,24 +193,39 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
         };
-        self.check_references(name, &parsed).await?;
+        // A manifest the repository has already was checked when it arrived: a re-push only tags.
+        let known = match self.store.head(&keys::manifest(name, &digest)).await {
+            Ok(_) => true,
+            Err(e) if e.is_not_found() => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !known {
+            self.check_references(name, &parsed).await?;
+        }
         let descriptor =
             parsed.subject.as_ref().map(|_| referrer_descriptor(&digest, &media_type, bytes.len(), &parsed));
         let record = Record { digest: digest.clone(), media_type, bytes }.encode();
-        self.store.put(&keys::manifest(name, &digest), record.clone(), Condition::Overwrite).await?;
-        if let Reference::Tag(tag) = &reference {
-            self.store.put(&keys::tag(name, tag), record, Condition::Overwrite).await?;
+        if !known {
+            self.store.put(&keys::manifest(name, &digest), record.clone(), Condition::Overwrite).await?;
         }
         let mut reply = Reply::new(StatusCode::CREATED)
             .header(LOCATION, format!("/v2/{name}/manifests/{digest}"))
             .header(headers::CONTENT_DIGEST, digest.to_string());
+        for tag in &tags {
+            self.store.put(&keys::tag(name, tag), record.clone(), Condition::Overwrite).await?;
+            reply = reply.append_header(headers::OCI_TAG, tag.as_str());
+        }
         if let (Some(subject), Some(descriptor)) = (&parsed.subject, descriptor) {
-            self.store.put(&keys::referrer(name, subject, &digest), descriptor, Condition::Overwrite).await?;
+            if !known {
+                self.store.put(&keys::referrer(name, subject, &digest), descriptor, Condition::Overwrite).await?;
+            }
             reply = reply.header(headers::OCI_SUBJECT, subject.to_string());
         }
-        match self.store.put(&keys::catalog(name), Bytes::new(), Condition::CreateOnly).await {
-            Ok(_) | Err(StorageError::PreconditionFailed(_)) => {}
-            Err(e) => return Err(e.into()),
+        if !known {
+            match self.store.put(&keys::catalog(name), Bytes::new(), Condition::CreateOnly).await {
+                Ok(_) | Err(StorageError::PreconditionFailed(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(reply)
     }

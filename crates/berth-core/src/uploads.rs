@@ -9,6 +9,8 @@
 //! saved hash state (no re-read of the data) and only then makes the bytes visible under
 //! `blobs/`, with `CreateOnly`.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use berth_storage::{Condition, StorageError};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -35,10 +37,17 @@ struct Session {
     /// Parts sent to `uploads/<id>/data`.
     #[serde(flatten)]
     multipart: Multipart,
-    /// Key of the received bytes that are not in a part yet.
+    /// Key of the received bytes that are not in a part yet, when they are too many to inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending: Option<String>,
+    /// The received bytes not in a part yet (base64), when at most [`INLINE_MAX`]: saves a
+    /// storage write per PATCH and a read per PUT for the small layers most images have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inline: Option<String>,
 }
+
+/// Largest tail of bytes kept inside the session state rather than in an object of its own.
+const INLINE_MAX: usize = 256 * 1024;
 
 /// The algorithm sessions hash with while receiving; other digests are verified by reading back.
 const SESSION_ALGORITHM: Algorithm = Algorithm::Sha256;
@@ -92,6 +101,7 @@ impl Registry {
             hash: Hasher::new(SESSION_ALGORITHM).save(),
             multipart: Multipart::default(),
             pending: None,
+            inline: None,
         };
         self.store.put(&keys::upload_state(&id), state_bytes(&session)?, Condition::CreateOnly).await?;
         let mut reply = Reply::new(StatusCode::ACCEPTED)
@@ -216,9 +226,12 @@ impl Registry {
     async fn resume(&self, id: &str, session: &Session) -> Result<(Hasher, PartWriter<'_>)> {
         let hasher = Hasher::restore(&session.hash)
             .ok_or_else(|| RegistryError::from(StorageError::Invalid(format!("corrupt hash state in upload {id}"))))?;
-        let pending = match &session.pending {
-            Some(key) => self.store.get(key, None).await?.bytes().await?,
-            None => Bytes::new(),
+        let pending = match (&session.pending, &session.inline) {
+            (Some(key), _) => self.store.get(key, None).await?.bytes().await?,
+            (None, Some(inline)) => BASE64.decode(inline).map(Bytes::from).map_err(|e| {
+                RegistryError::from(StorageError::Invalid(format!("corrupt inline bytes in upload {id}: {e}")))
+            })?,
+            (None, None) => Bytes::new(),
         };
         let writer = PartWriter::new(
             self.store(),
@@ -266,10 +279,13 @@ impl Registry {
         if received > 0 {
             let (multipart, rest) = writer.suspend();
             let old_pending = session.pending.take();
-            if !rest.is_empty() {
+            session.inline = None;
+            if rest.len() > INLINE_MAX {
                 let key = keys::upload_pending(id);
                 self.store.put(&key, rest, Condition::Overwrite).await?;
                 session.pending = Some(key);
+            } else if !rest.is_empty() {
+                session.inline = Some(BASE64.encode(&rest));
             }
             session.offset += received;
             session.hash = hasher.save();
@@ -318,8 +334,9 @@ impl Registry {
             self.end_session(id, &session, Some(writer)).await;
             return Err(digest_mismatch(&digest));
         }
-        let blob = keys::blob(&digest);
-        let exists = verified && self.store.head(&blob).await.is_ok();
+        // A large blob that exists already needs neither completing nor copying; a small one is
+        // written with CreateOnly, which refuses a duplicate at the cost of one request.
+        let exists = verified && writer.is_multipart() && self.store.head(&keys::blob(&digest)).await.is_ok();
         let stored = if exists {
             writer.abort().await.map_err(RegistryError::from)
         } else {

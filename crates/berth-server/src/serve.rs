@@ -1,17 +1,20 @@
 //! `berth serve`: the engine behind an axum/hyper HTTP server, with one log line per request
-//! and graceful shutdown on SIGINT/SIGTERM.
+//! (including the storage calls it made) and graceful shutdown on SIGINT/SIGTERM.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Instant;
 
+use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use berth_core::http::{Body, BoxError};
 use berth_core::{Config, Registry};
-use berth_storage::{FsStorage, MemoryStorage, Storage};
-use futures_util::TryStreamExt;
-use http::header::CONTENT_LENGTH;
+use berth_storage::{FsStorage, MemoryStorage, Storage, calls};
+use futures_util::{StreamExt, TryStreamExt};
+use http::HeaderValue;
+use http::header::{CONNECTION, CONTENT_LENGTH};
 
 use crate::{ServeArgs, StorageKind};
 
@@ -47,13 +50,24 @@ async fn handle(State(registry): State<Registry>, request: Request) -> Response 
     let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
+    // Whether the engine read the body to its end; an unread body (an early error answer)
+    // leaves the connection unusable for the next request, so the client is told to close it.
+    let ended = Arc::new(AtomicBool::new(HttpBody::is_end_stream(&body)));
+    let end_flag = ended.clone();
     let body = body
         .into_data_stream()
         .inspect_ok(move |chunk| {
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         })
-        .map_err(|e| Box::new(e) as BoxError);
-    let response = registry.handle(Request::from_parts(parts, Box::pin(body))).await;
+        .map_err(|e| Box::new(e) as BoxError)
+        .chain(futures_util::stream::poll_fn(move |_| {
+            end_flag.store(true, Ordering::Relaxed);
+            Poll::Ready(None)
+        }));
+    let (mut response, calls) = calls::count(registry.handle(Request::from_parts(parts, Box::pin(body)))).await;
+    if !ended.load(Ordering::Relaxed) {
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     let sent: u64 = response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
     tracing::info!(
         %method,
@@ -62,6 +76,7 @@ async fn handle(State(registry): State<Registry>, request: Request) -> Response 
         bytes_in = received.load(Ordering::Relaxed),
         bytes_out = sent,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        storage_calls = calls::total(&calls),
         "request"
     );
     response.map(|body| match body {

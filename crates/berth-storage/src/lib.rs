@@ -9,6 +9,7 @@
 //! * conditional writes ([`Condition`]) fail with [`StorageError::PreconditionFailed`];
 //! * multipart uploads take parts of at least [`MIN_PART_SIZE`] bytes, except the last one.
 
+pub mod calls;
 mod fs;
 mod memory;
 #[cfg(any(test, feature = "suite"))]

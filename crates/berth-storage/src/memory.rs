@@ -87,12 +87,14 @@ fn meta(key: &str, object: &Object) -> ObjectMeta {
 #[async_trait::async_trait]
 impl Storage for MemoryStorage {
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        crate::calls::record("HeadObject");
         let state = self.lock();
         let object = state.objects.get(key).ok_or_else(|| StorageError::NotFound(key.to_string()))?;
         Ok(meta(key, object))
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetObject> {
+        crate::calls::record("GetObject");
         let object = {
             let state = self.lock();
             state.objects.get(key).cloned().ok_or_else(|| StorageError::NotFound(key.to_string()))?
@@ -103,16 +105,19 @@ impl Storage for MemoryStorage {
     }
 
     async fn put(&self, key: &str, body: Bytes, cond: Condition) -> Result<ObjectMeta> {
+        crate::calls::record("PutObject");
         let mut state = self.lock();
         self.store(&mut state, key, body, &cond)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        crate::calls::record("DeleteObject");
         self.lock().objects.remove(key);
         Ok(())
     }
 
     async fn copy(&self, src: &str, dst: &str, cond: Condition) -> Result<ObjectMeta> {
+        crate::calls::record("CopyObject");
         let mut state = self.lock();
         let data =
             state.objects.get(src).map(|o| o.data.clone()).ok_or_else(|| StorageError::NotFound(src.to_string()))?;
@@ -120,6 +125,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+        crate::calls::record("ListObjectsV2");
         let state = self.lock();
         let from = match start_after {
             Some(after) if after >= prefix => std::ops::Bound::Excluded(after.to_string()),
@@ -136,12 +142,14 @@ impl Storage for MemoryStorage {
     }
 
     async fn create_multipart(&self, key: &str) -> Result<String> {
+        crate::calls::record("CreateMultipartUpload");
         let id = uuid::Uuid::new_v4().simple().to_string();
         self.lock().uploads.insert(id.clone(), (key.to_string(), BTreeMap::new()));
         Ok(id)
     }
 
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String> {
+        crate::calls::record("UploadPart");
         check_part_number(number)?;
         let etag = self.next_tag();
         let mut state = self.lock();
@@ -161,6 +169,7 @@ impl Storage for MemoryStorage {
         parts: &[CompletedPart],
         cond: Condition,
     ) -> Result<ObjectMeta> {
+        crate::calls::record("CompleteMultipartUpload");
         let mut state = self.lock();
         let (upload_key, stored) =
             state.uploads.get(upload_id).ok_or_else(|| StorageError::NotFound(format!("upload {upload_id}")))?;
@@ -183,6 +192,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
+        crate::calls::record("AbortMultipartUpload");
         self.lock().uploads.remove(upload_id);
         Ok(())
     }

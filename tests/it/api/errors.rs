@@ -62,7 +62,8 @@ async fn no_request_in_a_barrage_of_bad_input_is_a_server_error() {
     let h = Harness::new();
     let d = sha256(b"x");
     let loc = h.start("ok").await;
-    let requests: Vec<(Method, String, Vec<(&str, &str)>, &[u8])> = vec![
+    type Case<'a> = (Method, String, Vec<(&'a str, &'a str)>, &'a [u8]);
+    let requests: Vec<Case> = vec![
         (Method::PATCH, loc.clone(), vec![("content-range", "5-1")], b"xx"),
         (Method::PATCH, loc.clone(), vec![("content-range", "0-18446744073709551615")], b"xx"),
         (Method::PATCH, loc.clone(), vec![("content-range", "bytes=-")], b"xx"),

@@ -162,3 +162,20 @@ async fn unknown_and_invalid_references() {
     let r = h.get("/v2/none/manifests/sha256:totallywrong").await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
 }
+
+#[tokio::test]
+async fn tag_parameters_tag_a_push_by_digest() {
+    let h = Harness::new();
+    let (body, _) = image(&h, "tp", 10, json!({})).await;
+    let digest = sha512(&body);
+    let r = h.put_manifest("tp", &format!("{digest}?tag=one&tag=two"), OCI_MANIFEST, &body).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let tags: Vec<&str> = r.headers.get_all("oci-tag").iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(tags, ["one", "two"]);
+    for tag in ["one", "two"] {
+        let get = h.get(&format!("/v2/tp/manifests/{tag}")).await;
+        assert_eq!(get.header("docker-content-digest"), Some(digest.as_str()));
+    }
+    let bad = h.put_manifest("tp", &format!("{digest}?tag=.bad"), OCI_MANIFEST, &body).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}

@@ -3,6 +3,7 @@
 //! a client sees (status, headers, bytes) and which storage keys were written.
 
 mod blobs;
+mod costs;
 mod errors;
 mod listing;
 mod manifests;
@@ -10,6 +11,7 @@ mod referrers;
 mod uploads;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_core::digest::{Algorithm, Digest};
 use berth_core::http::{Body, RequestBody};
@@ -24,6 +26,8 @@ use serde_json::Value;
 pub struct Harness {
     pub registry: Registry,
     pub store: Arc<dyn Storage>,
+    /// Storage calls made by the requests sent so far.
+    pub calls: AtomicU64,
 }
 
 /// A response with its body read.
@@ -60,7 +64,7 @@ impl Harness {
     }
 
     pub fn with(store: Arc<dyn Storage>, config: Config) -> Self {
-        Self { registry: Registry::new(store.clone(), config), store }
+        Self { registry: Registry::new(store.clone(), config), store, calls: AtomicU64::new(0) }
     }
 
     /// Sends a request whose body arrives in chunks of `chunk` bytes.
@@ -83,7 +87,8 @@ impl Harness {
             tokio::task::yield_now().await;
             c
         }));
-        let response = self.registry.handle(builder.body(stream).unwrap()).await;
+        let (response, calls) = berth_storage::calls::count(self.registry.handle(builder.body(stream).unwrap())).await;
+        self.calls.fetch_add(berth_storage::calls::total(&calls), Ordering::Relaxed);
         let (parts, body) = response.into_parts();
         let body = match body {
             Body::Empty => Bytes::new(),
@@ -128,6 +133,11 @@ impl Harness {
     pub async fn put_manifest(&self, name: &str, reference: &str, media_type: &str, body: &[u8]) -> Resp {
         self.send(Method::PUT, &format!("/v2/{name}/manifests/{reference}"), &[("content-type", media_type)], body)
             .await
+    }
+
+    /// Storage calls since the last call of this method.
+    pub fn take_calls(&self) -> u64 {
+        self.calls.swap(0, Ordering::Relaxed)
     }
 
     /// Keys in storage under `prefix`.

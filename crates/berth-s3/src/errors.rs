@@ -1,0 +1,54 @@
+//! Classifies S3 errors into the storage contract's variants by HTTP status and error code,
+//! not by exact messages: S3-compatible servers disagree on codes (an unknown key is
+//! `NoSuchKey`, `NotFound` or a bare 404; an expired presign 400 or 403).
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use berth_storage::StorageError;
+
+/// Maps an SDK error for `key` to a storage error.
+pub(crate) fn classify<E, R>(key: &str, err: SdkError<E, R>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+    SdkError<E, R>: HasStatus,
+{
+    let status = err.status();
+    let code = err.as_service_error().and_then(|e| e.code()).unwrap_or_default().to_string();
+    match (status, code.as_str()) {
+        (Some(404), _) | (_, "NoSuchKey" | "NoSuchUpload" | "NotFound") => StorageError::NotFound(key.to_string()),
+        // 409 ConditionalRequestConflict: another conditional write to the key is in progress.
+        (Some(412 | 409), _) | (_, "PreconditionFailed") => StorageError::PreconditionFailed(key.to_string()),
+        (Some(416), _) | (_, "InvalidRange") => StorageError::InvalidRange(key.to_string()),
+        (_, "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall") => {
+            StorageError::Invalid(format!("{key}: {}", DisplayErrorContext(&err)))
+        }
+        _ => StorageError::Backend(format!("{key}: {}", DisplayErrorContext(&err)).into()),
+    }
+}
+
+/// One line describing an SDK error, for start-up messages.
+pub(crate) fn describe<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+    SdkError<E, R>: HasStatus,
+{
+    match (err.status(), err.as_service_error().and_then(|e| e.code())) {
+        (Some(403), _) => "access denied (check the credentials and the bucket policy)".to_string(),
+        (Some(404), _) => "no such bucket".to_string(),
+        (Some(status), Some(code)) => format!("HTTP {status} {code}"),
+        (Some(status), None) => format!("HTTP {status}"),
+        _ => format!("{}", DisplayErrorContext(err)),
+    }
+}
+
+/// The HTTP status of a failed request, when a response arrived.
+pub(crate) trait HasStatus {
+    fn status(&self) -> Option<u16>;
+}
+
+impl<E> HasStatus for SdkError<E, aws_sdk_s3::config::http::HttpResponse> {
+    fn status(&self) -> Option<u16> {
+        self.raw_response().map(|r| r.status().as_u16())
+    }
+}

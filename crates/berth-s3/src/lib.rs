@@ -1,0 +1,373 @@
+//! S3 backend of berth's [`Storage`] trait, on aws-sdk-s3.
+//!
+//! The mapping is direct: conditional writes are `If-None-Match: *` / `If-Match` on PutObject and
+//! CompleteMultipartUpload; a conditional copy (CopyObject has no destination condition) is a
+//! multipart upload of parallel UploadPartCopy ranges completed with the condition, which also
+//! copies objects beyond CopyObject's 5 GiB; blobs are served by presigned GET URLs, signed for
+//! the endpoint clients use (`public_endpoint`) when it differs from berth's own. Every S3 request
+//! is recorded with [`berth_storage::calls::record`], so each registry request's storage cost is known.
+
+mod errors;
+
+use std::ops::Range;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream as SdkStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
+use berth_storage::{
+    ByteStream, CompletedPart, Condition, GetObject, ListPage, ObjectMeta, Result, Storage, StorageError,
+};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+
+use errors::classify;
+
+/// Size of the ranges a conditional or large copy is split into (UploadPartCopy).
+const COPY_PART: u64 = 256 * 1024 * 1024;
+/// UploadPartCopy requests in flight for one copy.
+const COPY_PARALLELISM: usize = 8;
+
+/// How to reach the bucket.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    /// Bucket name.
+    pub bucket: String,
+    /// Region (any value for most S3-compatible servers).
+    pub region: String,
+    /// Endpoint URL berth talks to; `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Endpoint presigned URLs are signed for, when clients reach storage by another address.
+    pub public_endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most local servers.
+    pub path_style: bool,
+    /// Prefix under which every key is stored, to share a bucket.
+    pub prefix: String,
+}
+
+/// Objects in an S3 bucket.
+pub struct S3Storage {
+    client: Client,
+    presigner: Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Storage {
+    /// Builds clients from the standard AWS configuration chain (environment, profile, role).
+    /// Makes no request; call [`S3Storage::check`] to verify the bucket.
+    pub async fn new(options: S3Options) -> Self {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(Region::new(options.region.clone()))
+            .load()
+            .await;
+        let client_for = |endpoint: Option<&String>| {
+            let mut builder = aws_sdk_s3::config::Builder::from(&shared).force_path_style(options.path_style);
+            if let Some(endpoint) = endpoint {
+                // S3-compatible servers differ in their support of streaming checksums: send and
+                // check them only where an operation requires it.
+                builder = builder
+                    .endpoint_url(endpoint)
+                    .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                    .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+            }
+            Client::from_conf(builder.build())
+        };
+        let client = client_for(options.endpoint.as_ref());
+        let presigner = client_for(options.public_endpoint.as_ref().or(options.endpoint.as_ref()));
+        let mut prefix = options.prefix.trim_matches('/').to_string();
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        Self { client, presigner, bucket: options.bucket, prefix }
+    }
+
+    /// Verifies at start-up that the bucket answers with these credentials and that the server
+    /// enforces conditional writes (dedupe and tag races depend on them). One line on failure.
+    pub async fn check(&self) -> std::result::Result<(), String> {
+        berth_storage::calls::record("HeadBucket");
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| format!("bucket {:?} is not usable: {}", self.bucket, errors::describe(&e)))?;
+        let probe = format!("_berth/probe/{}", uuid_like());
+        let first = self.put(&probe, Bytes::from_static(b"probe"), Condition::CreateOnly).await;
+        let second = self.put(&probe, Bytes::from_static(b"probe"), Condition::CreateOnly).await;
+        let _ = self.delete(&probe).await;
+        match (first, second) {
+            (Ok(_), Err(StorageError::PreconditionFailed(_))) => Ok(()),
+            (Err(e), _) => Err(format!("cannot write to bucket {:?}: {e}", self.bucket)),
+            (Ok(_), _) => Err(format!(
+                "the S3 server of bucket {:?} ignores conditional writes (If-None-Match: *); berth needs them",
+                self.bucket
+            )),
+        }
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn copy_source(&self, key: &str) -> String {
+        let path = format!("{}/{}", self.bucket, self.full(key));
+        path.split('/').map(percent_encode).collect::<Vec<_>>().join("/")
+    }
+
+    fn meta(&self, key: &str, size: u64, etag: Option<String>) -> ObjectMeta {
+        ObjectMeta { key: key.to_string(), size, etag: etag.unwrap_or_default() }
+    }
+
+    async fn copy_in_parts(&self, src: &str, dst: &str, size: u64, cond: Condition) -> Result<ObjectMeta> {
+        let upload_id = self.create_multipart(dst).await?;
+        let ranges: Vec<(u32, Range<u64>)> = (0..size.div_ceil(COPY_PART))
+            .map(|i| (i as u32 + 1, i * COPY_PART..((i + 1) * COPY_PART).min(size)))
+            .collect();
+        let source = self.copy_source(src);
+        let (full_dst, upload) = (self.full(dst), upload_id.clone());
+        let parts: Result<Vec<CompletedPart>> = futures_util::stream::iter(ranges)
+            .map(|(number, range)| {
+                berth_storage::calls::record("UploadPartCopy");
+                let request = self
+                    .client
+                    .upload_part_copy()
+                    .bucket(&self.bucket)
+                    .key(&full_dst)
+                    .upload_id(&upload)
+                    .part_number(number as i32)
+                    .copy_source(&source)
+                    .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1));
+                async move {
+                    let out = request.send().await.map_err(|e| classify(src, e))?;
+                    let etag = out.copy_part_result.and_then(|r| r.e_tag).unwrap_or_default();
+                    Ok(CompletedPart { number, etag })
+                }
+            })
+            .buffered(COPY_PARALLELISM)
+            .try_collect()
+            .await;
+        let completed = match parts {
+            Ok(parts) => self.complete_multipart(dst, &upload_id, &parts, cond).await,
+            Err(e) => Err(e),
+        };
+        if completed.is_err() {
+            let _ = self.abort_multipart(dst, &upload_id).await;
+        }
+        completed
+    }
+}
+
+/// A unique suffix for probe keys without pulling in a UUID crate.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{}", std::process::id())
+}
+
+/// Percent-encodes one path segment of a copy source (RFC 3986 unreserved characters pass).
+fn percent_encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn body_stream(body: SdkStream) -> ByteStream {
+    Box::pin(futures_util::stream::unfold(body, |mut body| async move {
+        body.next().await.map(|chunk| (chunk.map_err(StorageError::backend), body))
+    }))
+}
+
+/// Parses `bytes <first>-<last>/<total>`.
+fn parse_content_range(value: &str) -> Option<(Range<u64>, u64)> {
+    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+    Some((first..last + 1, total.parse().ok()?))
+}
+
+#[async_trait::async_trait]
+impl Storage for S3Storage {
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        berth_storage::calls::record("HeadObject");
+        let out = self.client.head_object().bucket(&self.bucket).key(self.full(key)).send().await;
+        let out = out.map_err(|e| classify(key, e))?;
+        Ok(self.meta(key, out.content_length.unwrap_or(0) as u64, out.e_tag))
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetObject> {
+        let mut request = self.client.get_object().bucket(&self.bucket).key(self.full(key));
+        if let Some(r) = &range {
+            if r.start >= r.end {
+                return Err(StorageError::InvalidRange(key.to_string()));
+            }
+            request = request.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        berth_storage::calls::record("GetObject");
+        let out = request.send().await.map_err(|e| classify(key, e))?;
+        let length = out.content_length.unwrap_or(0) as u64;
+        let (range, size) = match out.content_range.as_deref().and_then(parse_content_range) {
+            Some((range, total)) => (range, total),
+            None => (0..length, length),
+        };
+        Ok(GetObject { meta: self.meta(key, size, out.e_tag), range, body: body_stream(out.body) })
+    }
+
+    async fn put(&self, key: &str, body: Bytes, cond: Condition) -> Result<ObjectMeta> {
+        let size = body.len() as u64;
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .content_length(size as i64)
+            .body(SdkStream::from(body));
+        request = match cond {
+            Condition::Overwrite => request,
+            Condition::CreateOnly => request.if_none_match("*"),
+            Condition::IfMatch(etag) => request.if_match(etag),
+        };
+        berth_storage::calls::record("PutObject");
+        let out = request.send().await.map_err(|e| classify(key, e))?;
+        Ok(self.meta(key, size, out.e_tag))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        berth_storage::calls::record("DeleteObject");
+        match self.client.delete_object().bucket(&self.bucket).key(self.full(key)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match classify(key, e) {
+                StorageError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn copy(&self, src: &str, dst: &str, cond: Condition) -> Result<ObjectMeta> {
+        let size = self.head(src).await?.size;
+        if size == 0 {
+            return self.put(dst, Bytes::new(), cond).await;
+        }
+        if cond == Condition::Overwrite && size <= COPY_PART {
+            berth_storage::calls::record("CopyObject");
+            let out = self
+                .client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(self.full(dst))
+                .copy_source(self.copy_source(src))
+                .send()
+                .await
+                .map_err(|e| classify(src, e))?;
+            return Ok(self.meta(dst, size, out.copy_object_result.and_then(|r| r.e_tag)));
+        }
+        self.copy_in_parts(src, dst, size, cond).await
+    }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let want = (limit - keys.len()).min(1000) as i32;
+            let mut request =
+                self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full(prefix)).max_keys(want);
+            request = match (&token, start_after) {
+                (Some(t), _) => request.continuation_token(t),
+                (None, Some(after)) => request.start_after(self.full(after)),
+                (None, None) => request,
+            };
+            berth_storage::calls::record("ListObjectsV2");
+            let out = request.send().await.map_err(|e| classify(prefix, e))?;
+            let truncated = out.is_truncated.unwrap_or(false);
+            keys.extend(
+                out.contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key.and_then(|k| k.strip_prefix(&self.prefix).map(str::to_string))),
+            );
+            token = out.next_continuation_token;
+            if !truncated || token.is_none() || keys.len() >= limit {
+                return Ok(ListPage { keys, truncated });
+            }
+        }
+    }
+
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        berth_storage::calls::record("CreateMultipartUpload");
+        let out = self.client.create_multipart_upload().bucket(&self.bucket).key(self.full(key)).send().await;
+        out.map_err(|e| classify(key, e))?
+            .upload_id
+            .ok_or_else(|| StorageError::backend("CreateMultipartUpload returned no upload id"))
+    }
+
+    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String> {
+        berth_storage::calls::record("UploadPart");
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .upload_id(upload_id)
+            .part_number(number as i32)
+            .content_length(body.len() as i64)
+            .body(SdkStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify(key, e))?;
+        out.e_tag.ok_or_else(|| StorageError::backend("UploadPart returned no ETag"))
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        cond: Condition,
+    ) -> Result<ObjectMeta> {
+        let parts: Vec<SdkPart> =
+            parts.iter().map(|p| SdkPart::builder().part_number(p.number as i32).e_tag(&p.etag).build()).collect();
+        let mut request = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+        request = match cond {
+            Condition::Overwrite => request,
+            Condition::CreateOnly => request.if_none_match("*"),
+            Condition::IfMatch(etag) => request.if_match(etag),
+        };
+        berth_storage::calls::record("CompleteMultipartUpload");
+        let out = request.send().await.map_err(|e| classify(key, e))?;
+        // The size is not in the response; callers that need it head the object.
+        Ok(self.meta(key, 0, out.e_tag))
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        berth_storage::calls::record("AbortMultipartUpload");
+        let out = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .upload_id(upload_id)
+            .send()
+            .await;
+        match out.map_err(|e| classify(key, e)) {
+            Ok(_) | Err(StorageError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<Option<String>> {
+        let config = PresigningConfig::expires_in(ttl).map_err(StorageError::backend)?;
+        let request = self.presigner.get_object().bucket(&self.bucket).key(self.full(key)).presigned(config).await;
+        Ok(Some(request.map_err(|e| classify(key, e))?.uri().to_string()))
+    }
+}

@@ -1,0 +1,214 @@
+//! Test images built from Rust: uncompressed tar layers written by hand ([`tar`]) and OCI image
+//! layouts on disk ([`Layout`]: `oci-layout`, `index.json`, `blobs/sha256/…`), as skopeo's
+//! `oci:<dir>:<ref>` transport reads and writes them.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::sha256;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A ustar archive of regular files (mode 0644, owned by root, fixed mtime).
+pub fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in files {
+        assert!(name.len() < 100, "tar entry name too long: {name}");
+        let mut header = [0u8; 512];
+        let mut field = |at: usize, value: &[u8]| header[at..at + value.len()].copy_from_slice(value);
+        field(0, name.as_bytes());
+        field(100, b"0000644\0");
+        field(108, b"0000000\0");
+        field(116, b"0000000\0");
+        field(124, format!("{:011o}\0", data.len()).as_bytes());
+        field(136, format!("{:011o}\0", 1_700_000_000u64).as_bytes());
+        field(148, b"        ");
+        field(156, b"0");
+        field(257, b"ustar\0");
+        field(263, b"00");
+        field(265, b"root");
+        field(297, b"root");
+        field(329, b"0000000\0");
+        field(337, b"0000000\0");
+        let checksum: u32 = header.iter().map(|b| u32::from(*b)).sum();
+        header[148..156].copy_from_slice(format!("{checksum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+/// An OCI content descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: usize,
+}
+
+impl Descriptor {
+    fn json(&self) -> Value {
+        json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size })
+    }
+
+    fn from_json(v: &Value) -> Self {
+        let s = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("descriptor without {k}: {v}")).to_string();
+        Self {
+            media_type: s("mediaType"),
+            digest: s("digest"),
+            size: v["size"].as_u64().unwrap_or_else(|| panic!("descriptor without size: {v}")) as usize,
+        }
+    }
+}
+
+/// An image written to a layout.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+/// An OCI image layout directory.
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    /// A new, empty layout in `dir`.
+    pub fn create(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).expect("cannot make the layout");
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("cannot write oci-layout");
+        std::fs::write(dir.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#).expect("cannot write index");
+        Self { dir: dir.to_path_buf() }
+    }
+
+    /// A layout some tool wrote to `dir`.
+    pub fn open(dir: &Path) -> Self {
+        assert!(dir.join("oci-layout").is_file(), "{} is not an OCI layout", dir.display());
+        Self { dir: dir.to_path_buf() }
+    }
+
+    /// The skopeo image name of reference `reference` in this layout.
+    pub fn name(&self, reference: &str) -> String {
+        format!("oci:{}:{reference}", self.dir.display())
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or_else(|| panic!("not a sha256 digest: {digest}"));
+        self.dir.join("blobs/sha256").join(hex)
+    }
+
+    /// Stores `bytes` as a blob.
+    pub fn write_blob(&self, media_type: &str, bytes: &[u8]) -> Descriptor {
+        let d = Descriptor { media_type: media_type.to_string(), digest: sha256(bytes), size: bytes.len() };
+        std::fs::write(self.blob_path(&d.digest), bytes).expect("cannot write a blob");
+        d
+    }
+
+    /// The bytes of a blob; panics when the layout does not have it.
+    pub fn blob(&self, digest: &str) -> Vec<u8> {
+        let path = self.blob_path(digest);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("layout {} lacks blob {digest}: {e}", self.dir.display()))
+    }
+
+    /// Writes a linux/`arch` image of uncompressed tar `layers`.
+    pub fn image(&self, arch: &str, layers: &[Vec<u8>]) -> Image {
+        let layers: Vec<Descriptor> = layers.iter().map(|l| self.write_blob(OCI_LAYER_TAR, l)).collect();
+        let config = json!({
+            "architecture": arch,
+            "os": "linux",
+            "config": { "Cmd": ["/bin/sh"] },
+            "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>() },
+        });
+        let config = self.write_blob(OCI_CONFIG, &serde_json::to_vec(&config).unwrap());
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.json(),
+            "layers": layers.iter().map(Descriptor::json).collect::<Vec<_>>(),
+        });
+        let manifest = self.write_blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
+        Image { manifest, config, layers }
+    }
+
+    /// Writes an image index over `images`, each a linux image of the given architecture.
+    pub fn index(&self, images: &[(&Image, &str)]) -> Descriptor {
+        let manifests: Vec<Value> = images
+            .iter()
+            .map(|(image, arch)| {
+                let mut d = image.manifest.json();
+                d["platform"] = json!({ "architecture": arch, "os": "linux" });
+                d
+            })
+            .collect();
+        let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+        self.write_blob(OCI_INDEX, &serde_json::to_vec(&index).unwrap())
+    }
+
+    /// Points reference `name` at `target` in `index.json`.
+    pub fn tag(&self, name: &str, target: &Descriptor) {
+        let path = self.dir.join("index.json");
+        let mut index: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let manifests = index["manifests"].as_array_mut().expect("index.json has manifests");
+        manifests.retain(|m| m["annotations"][REF_NAME] != name);
+        let mut d = target.json();
+        d["annotations"] = json!({ REF_NAME: name });
+        manifests.push(d);
+        std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+
+    /// What reference `name` points at in `index.json`.
+    pub fn reference(&self, name: &str) -> Descriptor {
+        let index: Value = serde_json::from_slice(&std::fs::read(self.dir.join("index.json")).unwrap()).unwrap();
+        let found = index["manifests"].as_array().and_then(|ms| ms.iter().find(|m| m["annotations"][REF_NAME] == name));
+        Descriptor::from_json(found.unwrap_or_else(|| panic!("index.json has no reference {name}: {index}")))
+    }
+}
+
+/// Reads the descriptors of an image index or the config and layers of an image manifest.
+pub fn parse_manifest(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not a JSON manifest ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// The digests of an index's `manifests` or a manifest's `layers`.
+pub fn digests(manifest: &Value, field: &str) -> Vec<String> {
+    manifest[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {field} in {manifest}"))
+        .iter()
+        .map(|d| Descriptor::from_json(d).digest)
+        .collect()
+}
+
+#[test]
+fn tar_is_read_by_tar() {
+    // The hand-written archive must be one that the system's tar lists with the right sizes.
+    let archive = tar(&[("hello.txt", b"hello\n"), ("empty", b""), ("big.bin", &vec![7u8; 1000])]);
+    assert_eq!(archive.len() % 512, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.tar");
+    std::fs::write(&path, &archive).unwrap();
+    let out = std::process::Command::new("tar").arg("-tvf").arg(&path).output().expect("tar runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let entries: Vec<(String, String)> = listing
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[f.len() - 1].to_string(), f[2].to_string())
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [("hello.txt", "6"), ("empty", "0"), ("big.bin", "1000")].map(|(n, s)| (n.to_string(), s.to_string()))
+    );
+}

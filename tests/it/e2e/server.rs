@@ -1,0 +1,204 @@
+//! A real `berth serve` process for end-to-end tests: fs storage in a fresh temporary root (or
+//! a given one), on a free loopback port, stderr logged to a file under
+//! `target/e2e-logs/`, stopped with SIGTERM when dropped.
+//!
+//! A test that panics prints the end of the log of each server it drops and keeps the file;
+//! other logs are removed unless `BERTH_E2E_KEEP_LOGS` is set.
+//!
+//! The binary is `$BERTH_BIN`, else `<workspace>/target/debug/berth`; build it first with
+//! `cargo build -p berth-server` (scripts/test does).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long a server may take to listen and answer `GET /v2/`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `berth serve --storage fs`.
+pub struct Server {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: PathBuf,
+    /// The root, when the server made it; removed after the server stops.
+    _temp: Option<TempDir>,
+}
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The `berth` binary under test.
+pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("BERTH_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(bin.is_file(), "BERTH_BIN={} is not a file", bin.display());
+        return bin;
+    }
+    let bin = workspace_root().join("target/debug/berth");
+    assert!(
+        bin.is_file(),
+        "the end-to-end tests run the real binary, and {} does not exist: run `cargo build -p berth-server` \
+         first (scripts/test does), or point BERTH_BIN at a berth binary",
+        bin.display()
+    );
+    bin
+}
+
+impl Server {
+    /// A server over a fresh temporary root.
+    pub fn start() -> Self {
+        let temp = tempfile::Builder::new().prefix("berth-e2e-root-").tempdir().expect("cannot make a temp dir");
+        let mut server = Self::start_on(temp.path());
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A server over `root` (which may hold the data of an earlier server).
+    pub fn start_on(root: &Path) -> Self {
+        let bin = binary();
+        let logs = workspace_root().join("target/e2e-logs");
+        std::fs::create_dir_all(&logs).expect("cannot make target/e2e-logs");
+        let log = logs.join(format!("berth-{}.log", super::unique()));
+        let stderr = File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let child = Command::new(&bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--storage", "fs", "--log-format", "text"])
+            .arg("--root")
+            .arg(root)
+            .args(["--part-size-mib", "8"])
+            .env("BERTH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut server = Self { child: Some(child), addr: SocketAddr::from(([127, 0, 0, 1], 0)), log, _temp: None };
+        server.addr = server.wait_listening();
+        server.wait_ready();
+        server
+    }
+
+    /// Waits for the "berth listening" log line and returns its `addr=`.
+    fn wait_listening(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let log = self.log();
+            if let Some(addr) = log
+                .lines()
+                .filter(|l| l.contains("berth listening"))
+                .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+            {
+                return addr.parse().unwrap_or_else(|e| panic!("bad addr {addr:?} in the log ({e}):\n{log}"));
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("berth exited ({status}) before listening; its log:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berth did not log \"berth listening\" within {START_TIMEOUT:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `GET /v2/` answers 200.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match get_status(self.addr, "/v2/") {
+                Ok(200) => return,
+                Ok(status) => last = format!("status {status}"),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("GET /v2/ did not answer 200 within {START_TIMEOUT:?} (last: {last}); log:\n{}", self.log());
+    }
+
+    /// `127.0.0.1:<port>`, as image references name the registry.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The server's log (stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGTERM, waits for it to exit, and returns how it exited and its log.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let status = self.terminate().expect("the server was running");
+        (status, self.log())
+    }
+
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        if !sent.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!("berth e2e: `kill -TERM {}` failed ({sent:?}); killing it", child.id());
+            let _ = child.kill();
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    eprintln!("berth e2e: server {} ignored SIGTERM for {STOP_TIMEOUT:?}; killing it", child.id());
+                    let _ = child.kill();
+                    return child.wait().ok();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.terminate();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "--- last lines of the berth log {} (server {}) ---\n{}\n---",
+                self.log.display(),
+                self.addr,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        } else if std::env::var_os("BERTH_E2E_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// The status of a plain `GET` over a fresh connection (no client library: used before the
+/// server is known to be up).
+fn get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    let line = String::from_utf8_lossy(&head);
+    line.strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP/1.1 status line: {line:?}")))
+}
