@@ -83,11 +83,13 @@ impl Registry {
     /// Answers one request. Never fails: errors become spec error responses. Internal errors
     /// are logged here, once, with their cause.
     pub async fn handle(&self, request: Request<RequestBody>) -> Response<Body> {
-        let (parts, body) = request.into_parts();
+        let (parts, mut body) = request.into_parts();
         let head = parts.method == Method::HEAD;
         let path = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy().into_owned();
         let req = Req { method: parts.method, headers: parts.headers, query: Query::parse(parts.uri.query()) };
-        match self.dispatch(&path, req, body).await {
+        let result = self.dispatch(&path, req, &mut body).await;
+        drain(&mut body).await;
+        match result {
             Ok(reply) => reply.finish(head),
             Err(err) => {
                 if err.kind == ErrorKind::Internal {
@@ -98,7 +100,7 @@ impl Registry {
         }
     }
 
-    async fn dispatch(&self, path: &str, req: Req, body: RequestBody) -> Result<Reply> {
+    async fn dispatch(&self, path: &str, req: Req, body: &mut RequestBody) -> Result<Reply> {
         let route = route::parse(path)?;
         let m = req.method.clone();
         let get = m == Method::GET || m == Method::HEAD;
@@ -118,6 +120,23 @@ impl Registry {
             Route::Upload(name, id) if m == Method::DELETE => self.cancel_upload(&name, &id).await,
             Route::Referrers(name, d) if get => self.referrers(&name, &d, &req).await,
             _ => Err(RegistryError::new(ErrorKind::MethodNotAllowed, format!("{m} is not supported on {path}"))),
+        }
+    }
+}
+
+/// Most bytes of an unread request body consumed after answering, so that a client that sent a
+/// body the endpoint did not need (or one refused early) can reuse its connection.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads and discards what is left of a request body, up to [`DRAIN_LIMIT`] bytes. A shell sees
+/// a body still unfinished after that and closes the connection.
+async fn drain(body: &mut RequestBody) {
+    use futures_util::StreamExt;
+    let mut drained = 0;
+    while drained <= DRAIN_LIMIT {
+        match body.next().await {
+            Some(Ok(chunk)) => drained += chunk.len(),
+            _ => return,
         }
     }
 }

@@ -169,7 +169,7 @@ impl Registry {
         name: &Name,
         reference: &str,
         req: &Req,
-        body: RequestBody,
+        body: &mut RequestBody,
     ) -> Result<Reply> {
         let reference = Reference::parse(reference)?;
         // `?tag=` (spec 1.1+dev): tags to point at a manifest pushed by digest.
@@ -337,7 +337,7 @@ fn unknown(name: &Name, reference: &Reference) -> RegistryError {
 }
 
 /// Reads a manifest body of at most [`MAX_MANIFEST_SIZE`] bytes.
-async fn read_limited(mut body: RequestBody, declared: Option<u64>) -> Result<Bytes> {
+async fn read_limited(body: &mut RequestBody, declared: Option<u64>) -> Result<Bytes> {
     let too_large = || {
         RegistryError::new(
             ErrorKind::ManifestTooLarge,

@@ -83,7 +83,7 @@ fn parse_content_range(value: &str) -> Option<(u64, u64)> {
 impl Registry {
     /// `POST /v2/<name>/blobs/uploads/`: mount (`?mount=&from=`, 201, else a new session),
     /// monolithic upload (`?digest=`, 201) or a new session (202).
-    pub(crate) async fn start_upload(&self, name: &Name, req: &Req, body: RequestBody) -> Result<Reply> {
+    pub(crate) async fn start_upload(&self, name: &Name, req: &Req, body: &mut RequestBody) -> Result<Reply> {
         if let Some(mount) = req.query.get("mount") {
             if let Some(reply) = self.try_mount(name, mount, req.query.get("from")).await? {
                 return Ok(reply);
@@ -133,7 +133,13 @@ impl Registry {
     /// Receives a blob whose digest is known before its bytes: hashes while streaming straight
     /// to `blobs/<alg>/<hex>` (nothing visible until verified), or only hashes when the blob is
     /// stored already; then links it. Returns the size.
-    async fn write_blob(&self, name: &Name, digest: &Digest, body: RequestBody, expected: Option<u64>) -> Result<u64> {
+    async fn write_blob(
+        &self,
+        name: &Name,
+        digest: &Digest,
+        body: &mut RequestBody,
+        expected: Option<u64>,
+    ) -> Result<u64> {
         let key = keys::blob(digest);
         let exists = match self.store.head(&key).await {
             Ok(_) => true,
@@ -164,7 +170,7 @@ impl Registry {
     /// deployment's body limit. Returns the number of bytes received.
     async fn receive(
         &self,
-        mut body: RequestBody,
+        body: &mut RequestBody,
         expected: Option<u64>,
         hasher: &mut Hasher,
         mut writer: Option<&mut PartWriter<'_>>,
@@ -271,7 +277,7 @@ impl Registry {
 
     /// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk (with `Content-Range`) or a
     /// stream (without) and answers 202 with the new `Range`.
-    pub(crate) async fn patch_upload(&self, name: &Name, id: &str, req: &Req, body: RequestBody) -> Result<Reply> {
+    pub(crate) async fn patch_upload(&self, name: &Name, id: &str, req: &Req, body: &mut RequestBody) -> Result<Reply> {
         let (mut session, etag) = self.load(name, id).await?;
         let expected = Self::chunk_length(req, &session)?;
         let (mut hasher, mut writer) = self.resume(id, &session).await?;
@@ -313,7 +319,13 @@ impl Registry {
 
     /// `PUT /v2/<name>/blobs/uploads/<id>?digest=<digest>`: takes an optional last chunk,
     /// verifies the digest, stores the blob once under `blobs/`, links it and ends the session.
-    pub(crate) async fn finish_upload(&self, name: &Name, id: &str, req: &Req, body: RequestBody) -> Result<Reply> {
+    pub(crate) async fn finish_upload(
+        &self,
+        name: &Name,
+        id: &str,
+        req: &Req,
+        body: &mut RequestBody,
+    ) -> Result<Reply> {
         let digest: Digest = req
             .query
             .get("digest")

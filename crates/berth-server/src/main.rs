@@ -1,5 +1,5 @@
-//! The `berth` binary: `berth serve` runs the registry over the filesystem (the default) or
-//! memory. Every flag is also an environment variable (`BERTH_<FLAG>`).
+//! The `berth` binary: `berth serve` runs the registry over the filesystem (the default),
+//! memory or an S3 bucket. Every flag is also an environment variable (`BERTH_<FLAG>`).
 
 mod serve;
 
@@ -30,6 +30,8 @@ enum StorageKind {
     Fs,
     /// Process memory: everything is lost on exit. For tests and demos.
     Memory,
+    /// An S3 bucket (`--s3-bucket`), on AWS or any S3-compatible server (`--s3-endpoint`).
+    S3,
 }
 
 /// Log line format.
@@ -52,12 +54,42 @@ struct ServeArgs {
     /// Data directory of the fs backend.
     #[arg(long, env = "BERTH_ROOT", default_value = "./berth-data")]
     root: PathBuf,
+    #[command(flatten)]
+    s3: S3Args,
+    /// How long the presigned URLs of blob redirects stay valid (e.g. 900s, 15m, 1h).
+    #[arg(long, env = "BERTH_REDIRECT_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    redirect_ttl: std::time::Duration,
     /// Size of the parts uploads are streamed in, in MiB (at least 5).
     #[arg(long, env = "BERTH_PART_SIZE_MIB", default_value_t = 8, value_parser = clap::value_parser!(u64).range(5..=5120))]
     part_size_mib: u64,
     /// Log line format.
     #[arg(long, value_enum, env = "BERTH_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+}
+
+/// Where the S3 backend keeps its data. Credentials come from the standard AWS chain
+/// (environment, profile, web identity, container or instance role).
+#[derive(clap::Args)]
+struct S3Args {
+    /// Bucket to store blobs, manifests and upload state in.
+    #[arg(long, env = "BERTH_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// Region of the bucket.
+    #[arg(long, env = "BERTH_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Endpoint URL of an S3-compatible server (MinIO, …); AWS when unset.
+    #[arg(long, env = "BERTH_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Use path-style addressing (`endpoint/bucket/key`), as most local servers need.
+    #[arg(long, env = "BERTH_S3_PATH_STYLE")]
+    s3_path_style: bool,
+    /// Endpoint URL that clients use to reach storage when it differs from `--s3-endpoint`;
+    /// redirects are signed for it.
+    #[arg(long, env = "BERTH_S3_PUBLIC_ENDPOINT")]
+    s3_public_endpoint: Option<String>,
+    /// Key prefix inside the bucket, to share a bucket with other data.
+    #[arg(long, env = "BERTH_S3_PREFIX", default_value = "")]
+    s3_prefix: String,
 }
 
 fn main() -> ExitCode {

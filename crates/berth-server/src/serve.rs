@@ -1,4 +1,4 @@
-//! `berth serve`: the engine behind an axum/hyper HTTP server, with one log line per request
+//! `berth serve`: the engine over the filesystem, memory or S3, behind an axum/hyper HTTP server, with one log line per request
 //! (including the storage calls it made) and graceful shutdown on SIGINT/SIGTERM.
 
 use std::sync::Arc;
@@ -11,12 +11,13 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use berth_core::http::{Body, BoxError};
 use berth_core::{Config, Registry};
+use berth_s3::{S3Options, S3Storage};
 use berth_storage::{FsStorage, MemoryStorage, Storage, calls};
 use futures_util::{StreamExt, TryStreamExt};
 use http::HeaderValue;
 use http::header::{CONNECTION, CONTENT_LENGTH};
 
-use crate::{ServeArgs, StorageKind};
+use crate::{S3Args, ServeArgs, StorageKind};
 
 /// Builds the storage and the registry, binds, and serves until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<(), String> {
@@ -26,8 +27,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 .map_err(|e| format!("cannot use data directory {}: {e}", args.root.display()))?,
         ),
         StorageKind::Memory => Arc::new(MemoryStorage::new()),
+        StorageKind::S3 => Arc::new(s3_storage(&args.s3).await?),
     };
-    let config = Config { part_size: (args.part_size_mib * 1024 * 1024) as usize, ..Config::default() };
+    let config = Config {
+        part_size: (args.part_size_mib * 1024 * 1024) as usize,
+        redirect_ttl: args.redirect_ttl,
+        ..Config::default()
+    };
     let registry = Registry::new(store, config);
     let app = axum::Router::new().fallback(handle).with_state(registry);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -37,10 +43,30 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     match args.storage {
         StorageKind::Fs => tracing::info!(%addr, storage = "fs", root = %args.root.display(), "berth listening"),
         StorageKind::Memory => tracing::info!(%addr, storage = "memory", "berth listening"),
+        StorageKind::S3 => {
+            tracing::info!(%addr, storage = "s3", bucket = args.s3.s3_bucket.as_deref(), "berth listening")
+        }
     }
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| format!("server failed: {e}"))?;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// Connects to the bucket and checks it before serving: a missing bucket, bad credentials or a
+/// server without conditional writes stop the start with one clear line.
+async fn s3_storage(args: &S3Args) -> Result<S3Storage, String> {
+    let bucket = args.s3_bucket.clone().ok_or("--storage s3 needs --s3-bucket (or BERTH_S3_BUCKET)")?;
+    let store = S3Storage::new(S3Options {
+        bucket,
+        region: args.s3_region.clone(),
+        endpoint: args.s3_endpoint.clone(),
+        public_endpoint: args.s3_public_endpoint.clone(),
+        path_style: args.s3_path_style,
+        prefix: args.s3_prefix.clone(),
+    })
+    .await;
+    store.check().await?;
+    Ok(store)
 }
 
 /// Adapts axum's types to the engine's, and logs the request.
