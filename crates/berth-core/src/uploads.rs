@@ -146,8 +146,9 @@ impl Registry {
             Err(e) if e.is_not_found() => false,
             Err(e) => return Err(e.into()),
         };
-        let mut writer = (!exists)
-            .then(|| PartWriter::new(self.store(), key, self.config.part_size, Multipart::default(), Bytes::new()));
+        let mut writer = (!exists).then(|| {
+            PartWriter::new(self.store.clone(), key, self.config.part_size, Multipart::default(), Bytes::new())
+        });
         let mut hasher = Hasher::new(digest.algorithm());
         let received = match self.receive(body, expected, &mut hasher, writer.as_mut()).await {
             Ok(n) => n,
@@ -173,7 +174,7 @@ impl Registry {
         body: &mut RequestBody,
         expected: Option<u64>,
         hasher: &mut Hasher,
-        mut writer: Option<&mut PartWriter<'_>>,
+        mut writer: Option<&mut PartWriter>,
     ) -> Result<u64> {
         let mut received = 0u64;
         while let Some(chunk) = body.next().await {
@@ -229,7 +230,7 @@ impl Registry {
     }
 
     /// Restores a session's hash and part writer, with its pending bytes read back.
-    async fn resume(&self, id: &str, session: &Session) -> Result<(Hasher, PartWriter<'_>)> {
+    async fn resume(&self, id: &str, session: &Session) -> Result<(Hasher, PartWriter)> {
         let hasher = Hasher::restore(&session.hash)
             .ok_or_else(|| RegistryError::from(StorageError::Invalid(format!("corrupt hash state in upload {id}"))))?;
         let pending = match (&session.pending, &session.inline) {
@@ -240,7 +241,7 @@ impl Registry {
             (None, None) => Bytes::new(),
         };
         let writer = PartWriter::new(
-            self.store(),
+            self.store.clone(),
             keys::upload_data(id),
             self.config.part_size,
             session.multipart.clone(),
@@ -283,7 +284,7 @@ impl Registry {
         let (mut hasher, mut writer) = self.resume(id, &session).await?;
         let received = self.receive(body, expected, &mut hasher, Some(&mut writer)).await?;
         if received > 0 {
-            let (multipart, rest) = writer.suspend();
+            let (multipart, rest) = writer.suspend().await?;
             let old_pending = session.pending.take();
             session.inline = None;
             if rest.len() > INLINE_MAX {
@@ -365,20 +366,14 @@ impl Registry {
 
     /// Makes a session's bytes the blob `digest`; when the session hashed with another
     /// algorithm (`verified` false), reads the bytes back to verify them first.
-    async fn store_session_bytes(
-        &self,
-        id: &str,
-        digest: &Digest,
-        verified: bool,
-        writer: PartWriter<'_>,
-    ) -> Result<()> {
+    async fn store_session_bytes(&self, id: &str, digest: &Digest, verified: bool, writer: PartWriter) -> Result<()> {
         let blob = keys::blob(digest);
         let created_ok = |r: berth_storage::Result<_>| match r {
             Ok(_) | Err(StorageError::PreconditionFailed(_)) => Ok(()),
             Err(e) => Err(RegistryError::from(e)),
         };
         if !writer.is_multipart() {
-            let (_, bytes) = writer.suspend();
+            let (_, bytes) = writer.suspend().await?;
             if !verified && Digest::of(digest.algorithm(), &bytes) != *digest {
                 return Err(digest_mismatch(digest));
             }
@@ -420,7 +415,7 @@ impl Registry {
 
     /// Removes a session's state, pending bytes and multipart upload. Failures only leave
     /// garbage under `uploads/` (which the bucket's lifecycle expires), so they are logged.
-    async fn end_session(&self, id: &str, session: &Session, writer: Option<PartWriter<'_>>) {
+    async fn end_session(&self, id: &str, session: &Session, writer: Option<PartWriter>) {
         let aborted = match writer {
             Some(w) => w.abort().await,
             None => writer::abort(self.store(), &keys::upload_data(id), &session.multipart).await,
@@ -450,7 +445,7 @@ fn digest_mismatch(digest: &Digest) -> RegistryError {
 }
 
 /// Aborts a direct write after `err`, returning `err`.
-async fn abandon(writer: Option<PartWriter<'_>>, err: RegistryError) -> RegistryError {
+async fn abandon(writer: Option<PartWriter>, err: RegistryError) -> RegistryError {
     if let Some(w) = writer
         && let Err(e) = w.abort().await
     {

@@ -1,13 +1,19 @@
 //! Cutting a byte stream into multipart parts with bounded memory.
 //!
-//! A [`PartWriter`] buffers at most one part (plus the chunk being added) and uploads a part
-//! each time the buffer reaches the part size, so a body of any size costs a fixed amount of
-//! memory. Every part's ETag is recorded; completion uses exactly those, never a listing, so a
-//! part swapped after it was hashed makes completion fail instead of storing other bytes.
+//! A [`PartWriter`] buffers at most one part (plus the chunk being added) and starts an upload
+//! each time the buffer reaches the part size; up to [`IN_FLIGHT`] parts upload concurrently
+//! while the next one is received, so a body of any size costs a fixed amount of memory
+//! (`(IN_FLIGHT + 1) × part size`) and the request is not slowed to one part's round trip.
+//! Every part's ETag is recorded; completion uses exactly those, never a listing, so a part
+//! swapped after it was hashed makes completion fail instead of storing other bytes.
 
-use berth_storage::{CompletedPart, Condition, MIN_PART_SIZE, Storage};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use berth_storage::{CompletedPart, Condition, MIN_PART_SIZE, Storage, StorageError};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
 
 use berth_storage::Result;
 
@@ -33,22 +39,27 @@ pub struct Multipart {
     pub parts: Vec<Part>,
 }
 
+/// Parts uploading at once per writer.
+pub const IN_FLIGHT: usize = 3;
+
 /// Buffers bytes and uploads full parts to `key`.
-pub struct PartWriter<'a> {
-    store: &'a dyn Storage,
+pub struct PartWriter {
+    store: Arc<dyn Storage>,
     key: String,
     part_size: usize,
     progress: Multipart,
+    /// Uploads started and not yet recorded in `progress`, oldest first.
+    uploading: VecDeque<JoinHandle<Result<Part>>>,
     buf: BytesMut,
 }
 
-impl<'a> PartWriter<'a> {
+impl PartWriter {
     /// Continues `progress` towards `key`, with `pending` bytes not yet in a part.
-    pub fn new(store: &'a dyn Storage, key: String, part_size: usize, progress: Multipart, pending: Bytes) -> Self {
+    pub fn new(store: Arc<dyn Storage>, key: String, part_size: usize, progress: Multipart, pending: Bytes) -> Self {
         let part_size = part_size.max(MIN_PART_SIZE as usize);
         let mut buf = BytesMut::with_capacity(part_size.min(pending.len().max(64 * 1024)));
         buf.extend_from_slice(&pending);
-        Self { store, key, part_size, progress, buf }
+        Self { store, key, part_size, progress, uploading: VecDeque::new(), buf }
     }
 
     /// Adds bytes, uploading every full part.
@@ -61,6 +72,8 @@ impl<'a> PartWriter<'a> {
         Ok(())
     }
 
+    /// Starts uploading `data` as the next part, first waiting for the oldest upload when
+    /// [`IN_FLIGHT`] are running.
     async fn upload(&mut self, data: Bytes) -> Result<()> {
         let upload_id = match &self.progress.upload_id {
             Some(id) => id.clone(),
@@ -70,10 +83,33 @@ impl<'a> PartWriter<'a> {
                 id
             }
         };
-        let number = self.progress.parts.len() as u32 + 1;
-        let size = data.len() as u64;
-        let etag = self.store.upload_part(&self.key, &upload_id, number, data).await?;
-        self.progress.parts.push(Part { number, etag, size });
+        if self.uploading.len() >= IN_FLIGHT {
+            self.settle_one().await?;
+        }
+        let number = (self.progress.parts.len() + self.uploading.len()) as u32 + 1;
+        let (store, key) = (Arc::clone(&self.store), self.key.clone());
+        self.uploading.push_back(tokio::spawn(async move {
+            let size = data.len() as u64;
+            let etag = store.upload_part(&key, &upload_id, number, data).await?;
+            Ok(Part { number, etag, size })
+        }));
+        Ok(())
+    }
+
+    /// Waits for the oldest running upload and records its part.
+    async fn settle_one(&mut self) -> Result<()> {
+        if let Some(handle) = self.uploading.pop_front() {
+            let part = handle.await.map_err(StorageError::backend)??;
+            self.progress.parts.push(part);
+        }
+        Ok(())
+    }
+
+    /// Waits for every running upload.
+    async fn settle(&mut self) -> Result<()> {
+        while !self.uploading.is_empty() {
+            self.settle_one().await?;
+        }
         Ok(())
     }
 
@@ -82,9 +118,11 @@ impl<'a> PartWriter<'a> {
         self.progress.upload_id.is_some()
     }
 
-    /// Stops writing: the progress so far and the bytes not yet in a part.
-    pub fn suspend(self) -> (Multipart, Bytes) {
-        (self.progress, self.buf.freeze())
+    /// Stops writing once every started part is uploaded: the progress so far and the bytes
+    /// not yet in a part.
+    pub async fn suspend(mut self) -> Result<(Multipart, Bytes)> {
+        self.settle().await?;
+        Ok((self.progress, self.buf.freeze()))
     }
 
     /// Stores everything written at `key` under `cond`: one put when no part was sent, else the
@@ -98,15 +136,17 @@ impl<'a> PartWriter<'a> {
             let last = std::mem::take(&mut self.buf).freeze();
             self.upload(last).await?;
         }
+        self.settle().await?;
         let parts: Vec<CompletedPart> =
             self.progress.parts.iter().map(|p| CompletedPart { number: p.number, etag: p.etag.clone() }).collect();
         self.store.complete_multipart(&self.key, &upload_id, &parts, cond).await?;
         Ok(())
     }
 
-    /// Abandons the multipart upload, if one was started.
+    /// Abandons the multipart upload, if one was started (running part uploads are left to
+    /// fail against the aborted upload).
     pub async fn abort(self) -> Result<()> {
-        abort(self.store, &self.key, &self.progress).await
+        abort(self.store.as_ref(), &self.key, &self.progress).await
     }
 }
 
