@@ -34,65 +34,17 @@ if [ ! -x "$bin" ]; then
   (cd "$repo" && cargo build --release -p berth-server)
 fi
 
-mkdir -p "$bench_parent"
-work="$(mktemp -d "$bench_parent/berth-bench.XXXXXX")"
-server_pid=""
-
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
-}
-cleanup() {
-  stop_server
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-# Starts a server on a fresh root; sets server_pid and base.
-start_server() {
-  local root="$work/root-$1" log="$work/berth-$1.log" addr="" i
-  "$bin" serve --listen 127.0.0.1:0 --storage fs --root "$root" --log-format text 2>"$log" &
-  server_pid=$!
-  for i in $(seq 1 300); do
-    addr="$(grep -o 'berth listening addr=[0-9.:]*' "$log" | head -1 | cut -d= -f2 || true)"
-    [ -n "$addr" ] && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; echo "bench/blob.sh: berth exited" >&2; exit 1; }
-    sleep 0.05
-  done
-  [ -n "$addr" ] || { cat "$log" >&2; echo "bench/blob.sh: berth did not start" >&2; exit 1; }
-  base="http://$addr"
-  for i in $(seq 1 100); do
-    curl -sf -o /dev/null "$base/v2/" && return 0
-    sleep 0.05
-  done
-  echo "bench/blob.sh: $base/v2/ does not answer" >&2
-  exit 1
-}
-
-peak_rss_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$server_pid/status"; }
-
-rows=()
-row() { # operation MiB seconds copy_seconds
-  local mbs ratio
-  mbs="$(awk -v m="$2" -v s="$3" 'BEGIN { printf "%.1f", (s > 0) ? m * 1048576 / 1e6 / s : 0 }')"
-  ratio="$(awk -v s="$3" -v c="$4" 'BEGIN { printf "%.2f", (c > 0) ? s / c : 0 }')"
-  rows+=("$(printf '%-8s %8s %9s %9s %10s' "$1" "$2" "$3" "$mbs" "$ratio")")
-}
+bench_name=bench/blob.sh
+# shellcheck source=bench/common.sh
+source "$repo/bench/common.sh"
 
 # One round: a fresh server, a random file of $1 MiB, copy/push/pull, peak RSS.
 round() {
-  local mib="$1" file="$work/blob-$1" digest t0 t1 t2 t3 status headers location loc_path
+  local mib="$1" file="$work/blob-$1" digest t0 t1
   echo "bench/blob.sh: round of $mib MiB" >&2
   head -c "$((mib * 1048576))" /dev/urandom >"$file"
   digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
-  start_server "$mib"
+  start_server "$mib" --storage fs --root "$work/root-$mib"
   local rss_idle
   rss_idle="$(peak_rss_mib)"
 
@@ -103,34 +55,14 @@ round() {
   copy_s="$(elapsed "$t0" "$t1")"
   rm -f "$work/copy-$mib"
 
-  headers="$work/headers"
-  t0="$(now)"
-  status="$(curl -sS -o /dev/null -D "$headers" -w '%{http_code}' -X POST "$base/v2/bench/blob/blobs/uploads/")"
-  [ "$status" = 202 ] || { echo "POST answered $status" >&2; exit 1; }
-  location="$(awk 'tolower($1) == "location:" { print $2 }' "$headers" | tr -d '\r')"
-  case "$location" in http*) loc_path="$location" ;; *) loc_path="$base$location" ;; esac
-  # -T streams the file (no Content-Range); "Expect:" skips curl's 100-continue wait.
-  status="$(curl -sS -o /dev/null -w '%{http_code}' -X PATCH -H 'Expect:' \
-    -H 'Content-Type: application/octet-stream' -T "$file" "$loc_path")"
-  [ "$status" = 202 ] || { echo "PATCH answered $status" >&2; exit 1; }
-  t1="$(now)"
-  case "$loc_path" in *\?*) loc_path="$loc_path&digest=$digest" ;; *) loc_path="$loc_path?digest=$digest" ;; esac
-  status="$(curl -sS -o /dev/null -w '%{http_code}' -X PUT "$loc_path")"
-  [ "$status" = 201 ] || { echo "PUT answered $status" >&2; exit 1; }
-  t2="$(now)"
-  curl -sSf -o "$work/pulled-$mib" "$base/v2/bench/blob/blobs/$digest"
-  t3="$(now)"
-  [ "sha256:$(sha256sum "$work/pulled-$mib" | cut -d' ' -f1)" = "$digest" ] || {
-    echo "bench/blob.sh: the pulled blob differs from the pushed file" >&2
-    exit 1
-  }
-  rm -f "$work/pulled-$mib" "$file"
+  push_and_pull "$file" "$digest"
+  rm -f "$file"
 
   row copy "$mib" "$copy_s" "$copy_s"
-  row upload "$mib" "$(elapsed "$t0" "$t1")" "$copy_s"
-  row commit "$mib" "$(elapsed "$t1" "$t2")" "$copy_s"
-  row push "$mib" "$(elapsed "$t0" "$t2")" "$copy_s"
-  row pull "$mib" "$(elapsed "$t2" "$t3")" "$copy_s"
+  row upload "$mib" "$upload_s" "$copy_s"
+  row commit "$mib" "$commit_s" "$copy_s"
+  row push "$mib" "$push_s" "$copy_s"
+  row pull "$mib" "$pull_s" "$copy_s"
   rss+=("$(printf '%6s MiB blob: peak RSS %s MiB (%s MiB idle)' "$mib" "$(peak_rss_mib)" "$rss_idle")")
   stop_server
   rm -rf "$work/root-$mib"

@@ -339,6 +339,17 @@ impl Registry {
             .parse()?;
         let (session, _) = self.load(name, id).await?;
         let expected = Self::chunk_length(req, &session)?;
+        if session.offset == 0 {
+            // The whole blob is in this request and its digest is known: stream it straight to
+            // its final key, hashed with the digest's own algorithm; no copy afterwards.
+            return match self.write_blob(name, &digest, body, expected).await {
+                Err(e) if e.kind != ErrorKind::DigestInvalid => Err(e),
+                written => {
+                    self.end_session(id, &session, None).await;
+                    written.map(|_| created(name, &digest))
+                }
+            };
+        }
         let (mut hasher, mut writer) = self.resume(id, &session).await?;
         let received = self.receive(body, expected, &mut hasher, Some(&mut writer)).await?;
         let size = session.offset + received;

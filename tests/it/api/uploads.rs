@@ -251,3 +251,24 @@ async fn body_limit_is_enforced_with_a_helpful_error() {
     let post = h.send(Method::POST, "/v2/lim/blobs/uploads/", &[], b"").await;
     assert!(post.header("oci-chunk-min-length").is_some());
 }
+
+#[tokio::test]
+async fn put_with_the_whole_body_writes_straight_to_the_blob() {
+    let h = Harness::new();
+    let data = bytes(6 * 1024 * 1024 + 7, 15);
+    let digest = sha512(&data);
+    let loc = h.start("direct").await;
+    h.take_calls();
+    let r = h.send(Method::PUT, &format!("{loc}?digest={digest}"), &[], &data).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    // head blob, create, 2 parts, complete, link, delete state: no session data, no copy.
+    assert!(h.take_calls() <= 7);
+    assert_eq!(h.get(&format!("/v2/direct/blobs/{digest}")).await.body.as_ref(), data.as_slice());
+    assert!(h.keys("uploads/").await.is_empty());
+    // A wrong digest in the same shape ends the session and stores nothing.
+    let loc = h.start("direct").await;
+    let r = h.send(Method::PUT, &format!("{loc}?digest={}", sha512(b"other")), &[], &data).await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
+    assert_eq!(h.keys("blobs/").await.len(), 1);
+    assert!(h.keys("uploads/").await.is_empty());
+}
