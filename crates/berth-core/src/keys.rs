@@ -25,12 +25,22 @@ pub fn blob(d: &Digest) -> String {
 
 /// Link from a repository to a blob.
 pub fn blob_link(name: &Name, d: &Digest) -> String {
-    format!("repos/{name}/_blobs/{}/{}", d.algorithm().as_str(), d.hex())
+    format!("{}{}/{}", blob_links_prefix(name), d.algorithm().as_str(), d.hex())
+}
+
+/// Prefix of all blob links of a repository.
+pub fn blob_links_prefix(name: &Name) -> String {
+    format!("repos/{name}/_blobs/")
+}
+
+/// Prefix of all manifests of a repository.
+pub fn manifests_prefix(name: &Name) -> String {
+    format!("repos/{name}/_manifests/")
 }
 
 /// A manifest of a repository, by digest.
 pub fn manifest(name: &Name, d: &Digest) -> String {
-    format!("repos/{name}/_manifests/{}/{}", d.algorithm().as_str(), d.hex())
+    format!("{}{}/{}", manifests_prefix(name), d.algorithm().as_str(), d.hex())
 }
 
 /// Prefix of all tags of a repository.

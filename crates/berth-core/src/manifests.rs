@@ -232,34 +232,42 @@ impl Registry {
 
     /// Every blob and manifest a manifest references must be in this repository.
     async fn check_references(&self, name: &Name, parsed: &Parsed) -> Result<()> {
-        let blobs = parsed.blobs.iter().map(|d| self.require(name, d, false));
-        let manifests = parsed.manifests.iter().map(|d| self.require(name, d, true));
-        futures_util::future::try_join_all(blobs.chain(manifests)).await?;
-        Ok(())
+        let blobs = self.absent(&parsed.blobs, keys::blob_links_prefix(name), |d| keys::blob_link(name, d));
+        let manifests = self.absent(&parsed.manifests, keys::manifests_prefix(name), |d| keys::manifest(name, d));
+        let (blobs, manifests) = futures_util::future::try_join(blobs, manifests).await?;
+        let missing = |d: &Digest, what: &str| {
+            RegistryError::new(
+                ErrorKind::ManifestBlobUnknown,
+                format!("{what} {d} is not in repository {name}; push it first"),
+            )
+            .with_detail(serde_json::json!({ "digest": d.to_string() }))
+        };
+        match (blobs.first(), manifests.first()) {
+            (Some(d), _) => Err(missing(d, "blob")),
+            (None, Some(d)) => Err(missing(d, "manifest")),
+            (None, None) => Ok(()),
+        }
     }
 
-    /// MANIFEST_BLOB_UNKNOWN unless the repository has the blob (or, with `manifest`, the manifest).
-    async fn require(&self, name: &Name, digest: &Digest, manifest: bool) -> Result<()> {
-        let found = if manifest {
-            match self.store.head(&keys::manifest(name, digest)).await {
-                Err(e) if e.is_not_found() => false,
-                other => other.map(|_| true)?,
+    /// Which of `wanted` have no key (`key(d)`) under `prefix`: one listing when the repository
+    /// has at most a page of such keys (the usual case: a push costs one request, not one per
+    /// layer), else one `head` per digest.
+    async fn absent(&self, wanted: &[Digest], prefix: String, key: impl Fn(&Digest) -> String) -> Result<Vec<Digest>> {
+        if wanted.len() > 1 {
+            let page = self.store.list(&prefix, None, 1000).await?;
+            if !page.truncated {
+                let present: std::collections::HashSet<&str> = page.keys.iter().map(String::as_str).collect();
+                return Ok(wanted.iter().filter(|d| !present.contains(key(d).as_str())).cloned().collect());
             }
-        } else {
-            match self.linked_size(name, digest).await {
-                Err(e) if e.kind == ErrorKind::BlobUnknown => false,
-                other => other.map(|_| true)?,
-            }
-        };
-        if found {
-            return Ok(());
         }
-        let what = if manifest { "manifest" } else { "blob" };
-        Err(RegistryError::new(
-            ErrorKind::ManifestBlobUnknown,
-            format!("{what} {digest} is not in repository {name}; push it first"),
-        )
-        .with_detail(serde_json::json!({ "digest": digest.to_string() })))
+        let checks = wanted.iter().map(|d| async {
+            match self.store.head(&key(d)).await {
+                Ok(_) => Ok(None),
+                Err(e) if e.is_not_found() => Ok(Some(d.clone())),
+                Err(e) => Err(RegistryError::from(e)),
+            }
+        });
+        Ok(futures_util::future::try_join_all(checks).await?.into_iter().flatten().collect())
     }
 
     /// `DELETE /v2/<name>/manifests/<reference>`: by tag removes only the tag; by digest

@@ -47,7 +47,7 @@ struct Session {
 }
 
 /// Largest tail of bytes kept inside the session state rather than in an object of its own.
-const INLINE_MAX: usize = 256 * 1024;
+const INLINE_MAX: usize = 2 * 1024 * 1024;
 
 /// The algorithm sessions hash with while receiving; other digests are verified by reading back.
 const SESSION_ALGORITHM: Algorithm = Algorithm::Sha256;
@@ -403,7 +403,10 @@ impl Registry {
                 return Err(digest_mismatch(digest));
             }
         }
-        let copied = created_ok(self.store.copy(&data, &blob, Condition::CreateOnly).await);
+        // The blob was absent when checked; should a racing upload of the same digest store it
+        // meanwhile, both wrote verified bytes of that digest, so overwriting is harmless and
+        // spares the slower conditional copy.
+        let copied = created_ok(self.store.copy(&data, &blob, Condition::Overwrite).await);
         self.cleanup(&data).await;
         copied
     }

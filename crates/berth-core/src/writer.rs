@@ -62,12 +62,23 @@ impl PartWriter {
         Self { store, key, part_size, progress, uploading: VecDeque::new(), buf }
     }
 
-    /// Adds bytes, uploading every full part.
-    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        self.buf.extend_from_slice(chunk);
-        while self.buf.len() >= self.part_size {
-            let part = self.buf.split_to(self.part_size).freeze();
-            self.upload(part).await?;
+    /// Adds bytes, uploading every full part. Each part gets an allocation of exactly the part
+    /// size (a shared, doubling buffer would keep up to twice that alive per part in flight).
+    pub async fn write(&mut self, mut chunk: &[u8]) -> Result<()> {
+        while !chunk.is_empty() {
+            let take = (self.part_size - self.buf.len()).min(chunk.len());
+            let needed = self.buf.len() + take;
+            if self.buf.capacity() < needed {
+                let mut grown = BytesMut::with_capacity(needed.max(2 * self.buf.len()).min(self.part_size));
+                grown.extend_from_slice(&self.buf);
+                self.buf = grown;
+            }
+            self.buf.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.buf.len() == self.part_size {
+                let part = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.part_size)).freeze();
+                self.upload(part).await?;
+            }
         }
         Ok(())
     }
@@ -137,8 +148,12 @@ impl PartWriter {
             self.upload(last).await?;
         }
         self.settle().await?;
-        let parts: Vec<CompletedPart> =
-            self.progress.parts.iter().map(|p| CompletedPart { number: p.number, etag: p.etag.clone() }).collect();
+        let parts: Vec<CompletedPart> = self
+            .progress
+            .parts
+            .iter()
+            .map(|p| CompletedPart { number: p.number, etag: p.etag.clone(), size: p.size })
+            .collect();
         self.store.complete_multipart(&self.key, &upload_id, &parts, cond).await?;
         Ok(())
     }

@@ -94,7 +94,7 @@ impl S3Storage {
             .send()
             .await
             .map_err(|e| format!("bucket {:?} is not usable: {}", self.bucket, errors::describe(&e)))?;
-        let probe = format!("_berth/probe/{}", uuid_like());
+        let probe = format!("_berth/probe/{}", uuid::Uuid::new_v4().simple());
         let first = self.put(&probe, Bytes::from_static(b"probe"), Condition::CreateOnly).await;
         let second = self.put(&probe, Bytes::from_static(b"probe"), Condition::CreateOnly).await;
         let _ = self.delete(&probe).await;
@@ -143,7 +143,7 @@ impl S3Storage {
                 async move {
                     let out = request.send().await.map_err(|e| classify(src, e))?;
                     let etag = out.copy_part_result.and_then(|r| r.e_tag).unwrap_or_default();
-                    Ok(CompletedPart { number, etag })
+                    Ok(CompletedPart { number, etag, size: range.end - range.start })
                 }
             })
             .buffered(COPY_PARALLELISM)
@@ -158,12 +158,6 @@ impl S3Storage {
         }
         completed
     }
-}
-
-/// A unique suffix for probe keys without pulling in a UUID crate.
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{nanos:x}-{}", std::process::id())
 }
 
 /// Percent-encodes one path segment of a copy source (RFC 3986 unreserved characters pass).
@@ -329,7 +323,7 @@ impl Storage for S3Storage {
         parts: &[CompletedPart],
         cond: Condition,
     ) -> Result<ObjectMeta> {
-        let parts: Vec<SdkPart> =
+        let sdk_parts: Vec<SdkPart> =
             parts.iter().map(|p| SdkPart::builder().part_number(p.number as i32).e_tag(&p.etag).build()).collect();
         let mut request = self
             .client
@@ -337,7 +331,7 @@ impl Storage for S3Storage {
             .bucket(&self.bucket)
             .key(self.full(key))
             .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(sdk_parts)).build());
         request = match cond {
             Condition::Overwrite => request,
             Condition::CreateOnly => request.if_none_match("*"),
@@ -345,8 +339,7 @@ impl Storage for S3Storage {
         };
         berth_storage::calls::record("CompleteMultipartUpload");
         let out = request.send().await.map_err(|e| classify(key, e))?;
-        // The size is not in the response; callers that need it head the object.
-        Ok(self.meta(key, 0, out.e_tag))
+        Ok(self.meta(key, parts.iter().map(|p| p.size).sum(), out.e_tag))
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {

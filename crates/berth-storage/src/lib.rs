@@ -126,6 +126,8 @@ pub struct CompletedPart {
     pub number: u32,
     /// The ETag the backend gave the part.
     pub etag: String,
+    /// Its size in bytes (lets backends whose completion does not report a size return one).
+    pub size: u64,
 }
 
 /// The storage contract. Keys are `/`-separated, never start with `/` and have no empty,

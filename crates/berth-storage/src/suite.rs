@@ -256,8 +256,9 @@ pub async fn list(store: &dyn Storage) {
 }
 
 async fn upload(store: &dyn Storage, key: &str, id: &str, number: u32, body: Bytes) -> CompletedPart {
+    let size = body.len() as u64;
     let etag = store.upload_part(key, id, number, body).await.unwrap();
-    CompletedPart { number, etag }
+    CompletedPart { number, etag, size }
 }
 
 /// A multipart upload becomes the concatenation of its parts, in the listed order.
@@ -299,9 +300,9 @@ pub async fn multipart_errors(store: &dyn Storage) {
     let both = [small.clone(), last.clone()];
     let done = store.complete_multipart(&key, &id, &both, Condition::Overwrite).await;
     assert!(done.is_err(), "a non-final part below MIN_PART_SIZE");
-    let wrong = CompletedPart { number: 2, etag: small.etag.clone() };
+    let wrong = CompletedPart { number: 2, etag: small.etag.clone(), size: small.size };
     assert!(store.complete_multipart(&key, &id, &[wrong], Condition::Overwrite).await.is_err());
-    let unknown = CompletedPart { number: 3, etag: last.etag.clone() };
+    let unknown = CompletedPart { number: 3, etag: last.etag.clone(), size: last.size };
     assert!(store.complete_multipart(&key, &id, &[unknown], Condition::Overwrite).await.is_err());
     assert!(store.upload_part(&key, &id, 0, Bytes::from_static(b"zero")).await.is_err());
     assert!(not_found(store.head(&key).await));

@@ -114,7 +114,10 @@ async fn fs_writes_leave_no_temp_files() {
     store.copy("k", "l", Condition::CreateOnly).await.unwrap_err();
     let id = store.create_multipart("m").await.unwrap();
     let etag = store.upload_part("m", &id, 1, Bytes::from_static(b"p")).await.unwrap();
-    store.complete_multipart("m", &id, &[CompletedPart { number: 1, etag }], Condition::Overwrite).await.unwrap();
+    store
+        .complete_multipart("m", &id, &[CompletedPart { number: 1, etag, size: 1 }], Condition::Overwrite)
+        .await
+        .unwrap();
     let root = dir.path().join("root");
     assert_eq!(std::fs::read_dir(root.join(".tmp")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(root.join(".multipart")).unwrap().count(), 0);
@@ -189,7 +192,7 @@ async fn fs_multipart_bookkeeping() {
     let (dir, store) = fs_store();
     let uploads = dir.path().join("root/.multipart");
     let id = store.create_multipart("blob").await.unwrap();
-    let part = |etag| [CompletedPart { number: 1, etag }];
+    let part = |etag| [CompletedPart { number: 1, etag, size: 1 }];
     // Unknown, malformed or other-key upload ids are NotFound.
     for (key, bad) in [("blob", "0123"), ("blob", "../.tmp"), ("blob", ""), ("other", id.as_str())] {
         let up = store.upload_part(key, bad, 1, Bytes::from_static(b"x")).await;

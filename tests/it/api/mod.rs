@@ -7,6 +7,7 @@ mod costs;
 mod errors;
 mod listing;
 mod manifests;
+mod races;
 mod referrers;
 mod uploads;
 

@@ -1,11 +1,13 @@
 //! End-to-end tests: a real `berth serve` process ([`server::Server`]) driven by real clients —
 //! skopeo ([`skopeo`]), the Docker Engine ([`docker`]) and plain HTTP across server restarts
-//! ([`restart`]). They need the binary built first (`cargo build -p berth-server`, which
-//! `scripts/test` does); a missing client tool is a loud skip outside CI.
+//! ([`restart`]), and over a real S3 server ([`s3`], which `scripts/s3-servers` starts). They
+//! need the binary built first (`cargo build -p berth-server`, which `scripts/test` does); a
+//! missing client tool (or S3 server) is a loud skip outside CI.
 
 mod docker;
 mod layout;
 mod restart;
+mod s3;
 mod server;
 mod skopeo;
 

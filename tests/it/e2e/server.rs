@@ -1,6 +1,6 @@
 //! A real `berth serve` process for end-to-end tests: fs storage in a fresh temporary root (or
-//! a given one), on a free loopback port, stderr logged to a file under
-//! `target/e2e-logs/`, stopped with SIGTERM when dropped.
+//! a given one), or a prefix of an S3 bucket ([`Server::start_s3`]), on a free loopback port,
+//! stderr logged to a file under `target/e2e-logs/`, stopped with SIGTERM when dropped.
 //!
 //! A test that panics prints the end of the log of each server it drops and keeps the file;
 //! other logs are removed unless `BERTH_E2E_KEEP_LOGS` is set.
@@ -8,6 +8,7 @@
 //! The binary is `$BERTH_BIN`, else `<workspace>/target/debug/berth`; build it first with
 //! `cargo build -p berth-server` (scripts/test does).
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,7 +23,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a server may take to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running `berth serve --storage fs`.
+/// A running `berth serve`.
 pub struct Server {
     child: Option<Child>,
     addr: SocketAddr,
@@ -64,15 +65,28 @@ impl Server {
 
     /// A server over `root` (which may hold the data of an earlier server).
     pub fn start_on(root: &Path) -> Self {
+        Self::start_with(&[OsStr::new("--storage"), OsStr::new("fs"), OsStr::new("--root"), root.as_os_str()])
+    }
+
+    /// A server over `prefix` of an S3 bucket (path-style addressing; credentials from the AWS
+    /// environment, which the server inherits). It starts only if its start-up check passes.
+    pub fn start_s3(endpoint: &str, bucket: &str, prefix: &str) -> Self {
+        let args =
+            ["--storage", "s3", "--s3-endpoint", endpoint, "--s3-bucket", bucket, "--s3-path-style", "--s3-prefix"];
+        let args: Vec<&OsStr> = args.into_iter().chain([prefix]).map(OsStr::new).collect();
+        Self::start_with(&args)
+    }
+
+    /// A server with these storage arguments.
+    fn start_with(storage: &[&OsStr]) -> Self {
         let bin = binary();
         let logs = workspace_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs).expect("cannot make target/e2e-logs");
         let log = logs.join(format!("berth-{}.log", super::unique()));
         let stderr = File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
         let child = Command::new(&bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--storage", "fs", "--log-format", "text"])
-            .arg("--root")
-            .arg(root)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text"])
+            .args(storage)
             .args(["--part-size-mib", "8"])
             .env("BERTH_LOG", "info")
             .stdin(Stdio::null())
