@@ -15,6 +15,7 @@ pub mod names;
 pub mod route;
 
 mod blobs;
+mod buffers;
 mod listing;
 mod manifests;
 mod referrers;

@@ -11,9 +11,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use berth_storage::{CompletedPart, Condition, MIN_PART_SIZE, Storage, StorageError};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
+
+use crate::buffers;
 
 use berth_storage::Result;
 
@@ -40,7 +42,7 @@ pub struct Multipart {
 }
 
 /// Parts uploading at once per writer.
-pub const IN_FLIGHT: usize = 3;
+pub const IN_FLIGHT: usize = 2;
 
 /// Buffers bytes and uploads full parts to `key`.
 pub struct PartWriter {
@@ -50,34 +52,34 @@ pub struct PartWriter {
     progress: Multipart,
     /// Uploads started and not yet recorded in `progress`, oldest first.
     uploading: VecDeque<JoinHandle<Result<Part>>>,
-    buf: BytesMut,
+    /// Bytes not yet in a part; a pooled part-sized buffer once it outgrows a small one.
+    buf: Vec<u8>,
 }
 
 impl PartWriter {
     /// Continues `progress` towards `key`, with `pending` bytes not yet in a part.
     pub fn new(store: Arc<dyn Storage>, key: String, part_size: usize, progress: Multipart, pending: Bytes) -> Self {
         let part_size = part_size.max(MIN_PART_SIZE as usize);
-        let mut buf = BytesMut::with_capacity(part_size.min(pending.len().max(64 * 1024)));
+        let mut buf = Vec::with_capacity(part_size.min(pending.len().max(64 * 1024)));
         buf.extend_from_slice(&pending);
         Self { store, key, part_size, progress, uploading: VecDeque::new(), buf }
     }
 
-    /// Adds bytes, uploading every full part. Each part gets an allocation of exactly the part
-    /// size (a shared, doubling buffer would keep up to twice that alive per part in flight).
+    /// Adds bytes, uploading every full part. Full parts are pooled buffers of exactly the part
+    /// size, handed to storage without a copy and reused once sent.
     pub async fn write(&mut self, mut chunk: &[u8]) -> Result<()> {
         while !chunk.is_empty() {
             let take = (self.part_size - self.buf.len()).min(chunk.len());
-            let needed = self.buf.len() + take;
-            if self.buf.capacity() < needed {
-                let mut grown = BytesMut::with_capacity(needed.max(2 * self.buf.len()).min(self.part_size));
+            if self.buf.capacity() < self.buf.len() + take {
+                let mut grown = buffers::take(self.part_size);
                 grown.extend_from_slice(&self.buf);
                 self.buf = grown;
             }
             self.buf.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
             if self.buf.len() == self.part_size {
-                let part = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.part_size)).freeze();
-                self.upload(part).await?;
+                let part = std::mem::replace(&mut self.buf, buffers::take(self.part_size));
+                self.upload(buffers::freeze(part)).await?;
             }
         }
         Ok(())
@@ -133,18 +135,18 @@ impl PartWriter {
     /// not yet in a part.
     pub async fn suspend(mut self) -> Result<(Multipart, Bytes)> {
         self.settle().await?;
-        Ok((self.progress, self.buf.freeze()))
+        Ok((self.progress, buffers::freeze(self.buf)))
     }
 
     /// Stores everything written at `key` under `cond`: one put when no part was sent, else the
     /// buffer as the last part and a completion with the recorded parts.
     pub async fn finish(mut self, cond: Condition) -> Result<()> {
         let Some(upload_id) = self.progress.upload_id.clone() else {
-            self.store.put(&self.key, self.buf.freeze(), cond).await?;
+            self.store.put(&self.key, buffers::freeze(self.buf), cond).await?;
             return Ok(());
         };
         if !self.buf.is_empty() {
-            let last = std::mem::take(&mut self.buf).freeze();
+            let last = buffers::freeze(std::mem::take(&mut self.buf));
             self.upload(last).await?;
         }
         self.settle().await?;

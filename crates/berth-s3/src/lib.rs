@@ -27,6 +27,8 @@ use errors::classify;
 
 /// Size of the ranges a conditional or large copy is split into (UploadPartCopy).
 const COPY_PART: u64 = 256 * 1024 * 1024;
+/// Largest object an unconditional copy makes with one CopyObject (S3's limit is 5 GiB).
+const COPY_OBJECT_MAX: u64 = 5 * 1024 * 1024 * 1024;
 /// UploadPartCopy requests in flight for one copy.
 const COPY_PARALLELISM: usize = 8;
 
@@ -247,7 +249,7 @@ impl Storage for S3Storage {
         if size == 0 {
             return self.put(dst, Bytes::new(), cond).await;
         }
-        if cond == Condition::Overwrite && size <= COPY_PART {
+        if cond == Condition::Overwrite && size <= COPY_OBJECT_MAX {
             berth_storage::calls::record("CopyObject");
             let out = self
                 .client
