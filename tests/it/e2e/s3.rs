@@ -270,6 +270,15 @@ async fn s3_push_and_pull_through_presigned_redirects() {
     let pulled = requests(&server)[before..].to_vec();
     let redirected = pulled.iter().filter(|r| r.method == "GET" && r.status == 307).count();
     assert_eq!(redirected, image.layers.len() + 1, "the pull's blobs were not all redirected:\n{}", list(&pulled));
+
+    // skopeo deletes by digest; the tag goes with the manifest.
+    let reference = format!("docker://{}/e2e/s3@{}", server.host(), image.manifest.digest);
+    skopeo_ok(&["delete", "--tls-verify=false", "--no-creds", &reference]);
+    let r = http().get(server.url("/v2/e2e/s3/manifests/v1")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "the tag of a deleted manifest");
+    let tags = http().get(server.url("/v2/e2e/s3/tags/list")).send().await.unwrap().bytes().await.unwrap();
+    let tags: Value = serde_json::from_slice(&tags).expect("tags list is JSON");
+    assert_eq!(tags["tags"], serde_json::json!([]), "tags after the delete");
 }
 
 #[tokio::test]
