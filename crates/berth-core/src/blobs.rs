@@ -49,9 +49,7 @@ impl Registry {
                 .header(http::header::CONTENT_TYPE, "application/octet-stream")
                 .header(http::header::CONTENT_LENGTH, size.to_string()));
         }
-        if let Some(url) = self.store.presign_get(&keys::blob(&digest), self.config.redirect_ttl).await? {
-            return Ok(ok(StatusCode::TEMPORARY_REDIRECT).header(LOCATION, url));
-        }
+        // Checked before redirecting too: storage servers disagree on ranges like `500-0`.
         let range = match header(&req.headers, &RANGE).and_then(parse_range) {
             Some(r) => Some(resolve(r, size).ok_or_else(|| {
                 RegistryError::new(
@@ -62,6 +60,9 @@ impl Registry {
             })?),
             None => None,
         };
+        if let Some(url) = self.store.presign_get(&keys::blob(&digest), self.config.redirect_ttl).await? {
+            return Ok(ok(StatusCode::TEMPORARY_REDIRECT).header(LOCATION, url));
+        }
         let object = match self.store.get(&keys::blob(&digest), range.clone()).await {
             Err(e) if e.is_not_found() => {
                 return Err(RegistryError::new(
