@@ -1,0 +1,45 @@
+//! The Lambda shell of berth: converts API Gateway (HTTP API v2) and function-URL events,
+//! which `lambda_http` turns into `http::Request`s with a buffered body, to the engine's
+//! request type and back. Everything else (configuration, S3) is set up once in `main`.
+//!
+//! Lambda takes at most ~6 MB per request (≈4.5 MiB of binary after base64), so the engine runs
+//! with a body limit ([`MAX_BODY`]): larger PATCHes are refused with a message that says to
+//! upload in chunks, and chunked PATCHes below the limit are merged into ≥ 5 MiB parts across
+//! invocations. Responses stay small: blob GETs are redirects to presigned S3 URLs.
+
+use berth_core::Registry;
+use berth_core::http::{Body, RequestBody};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use lambda_http::{Body as LambdaBody, Request, Response, http};
+
+/// Largest request body accepted per invocation: Lambda's 6 MB payload limit less base64.
+pub const MAX_BODY: u64 = 4_500_000;
+
+/// Answers one invocation.
+pub async fn handle(registry: &Registry, request: Request) -> Response<LambdaBody> {
+    let (parts, body) = request.into_parts();
+    let bytes = match body {
+        LambdaBody::Empty => Bytes::new(),
+        LambdaBody::Text(text) => Bytes::from(text),
+        LambdaBody::Binary(binary) => Bytes::from(binary),
+        // The enum is non-exhaustive; events carry no other kind of body today.
+        _ => Bytes::new(),
+    };
+    let body: RequestBody = Box::pin(futures_util::stream::iter([Ok(bytes)]));
+    let response = registry.handle(http::Request::from_parts(parts, body)).await;
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        Body::Empty => LambdaBody::Empty,
+        Body::Full(bytes) => LambdaBody::Binary(bytes.to_vec()),
+        // Only the filesystem and memory backends stream blobs; S3 redirects instead.
+        Body::Stream(stream) => match stream.try_collect::<Vec<Bytes>>().await {
+            Ok(chunks) => LambdaBody::Binary(chunks.concat()),
+            Err(e) => {
+                tracing::error!(error = %e, "reading a blob failed");
+                return Response::builder().status(500).body(LambdaBody::Empty).unwrap_or_default();
+            }
+        },
+    };
+    Response::from_parts(parts, body)
+}
