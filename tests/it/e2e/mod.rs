@@ -5,6 +5,7 @@
 //! missing client tool (or S3 server) is a loud skip outside CI.
 
 mod docker;
+mod lambda;
 mod layout;
 mod restart;
 mod s3;

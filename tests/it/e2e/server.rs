@@ -204,7 +204,7 @@ impl Drop for Server {
 
 /// The status of a plain `GET` over a fresh connection (no client library: used before the
 /// server is known to be up).
-fn get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
+pub(super) fn get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;

@@ -1,0 +1,188 @@
+//! The Lambda shell end to end, locally: the `bootstrap` binary polls cargo-lambda's emulator
+//! (`cargo lambda watch --only-lambda-apis`), which turns HTTP requests into API Gateway v2
+//! events, over the S3 server at `BERTH_TEST_S3_ENDPOINT` (s3s-fs from `scripts/s3-servers`).
+//! skopeo pushes and pulls an image whose layers fit Lambda's body limit; a 20 MiB layer goes
+//! up in 4 MiB chunks and comes back identical; an over-limit PATCH gets the documented error.
+//!
+//! Needs cargo-lambda (`BERTH_CARGO_LAMBDA` or on PATH; scripts/test installs it from PyPI), the
+//! debug `bootstrap` (`cargo build -p berth-lambda`) and skopeo: missing ones fail under CI and
+//! are a loud skip elsewhere.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use super::layout::{Layout, tar};
+use super::server::{get_status, workspace_root};
+use super::{describe, http, random_bytes, require_tool, run, sha256, skip, unique};
+
+/// The emulator and the function polling it, stopped on drop.
+struct Lambda {
+    addr: SocketAddr,
+    children: Vec<Child>,
+}
+
+impl Drop for Lambda {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Lambda {
+    /// Starts both, or `None` (a loud skip, or a panic under CI) when a piece is missing.
+    fn start(test: &str) -> Option<Self> {
+        let endpoint = std::env::var("BERTH_TEST_S3_ENDPOINT").unwrap_or_default();
+        let bucket = std::env::var("BERTH_TEST_S3_BUCKET").unwrap_or_default();
+        let cargo_lambda = std::env::var("BERTH_CARGO_LAMBDA").unwrap_or_else(|_| "cargo-lambda".into());
+        let bootstrap = workspace_root().join("target/debug/bootstrap");
+        if endpoint.is_empty() || !bootstrap.exists() {
+            let why = format!("{test}: needs BERTH_TEST_S3_ENDPOINT and {} (scripts/test)", bootstrap.display());
+            assert!(std::env::var_os("CI").is_none(), "{why}");
+            skip(&why);
+            return None;
+        }
+        if !require_tool(&cargo_lambda, test) || !require_tool("skopeo", test) {
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let logs = workspace_root().join("target/e2e-logs");
+        std::fs::create_dir_all(&logs).expect("target/e2e-logs");
+        let log = |name: &str| {
+            let path: PathBuf = logs.join(format!("{name}-{}.log", unique()));
+            Stdio::from(std::fs::File::create(&path).expect("log file"))
+        };
+        let emulator = Command::new(&cargo_lambda)
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "--disable-cors",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(log("cargo-lambda"))
+            .stderr(log("cargo-lambda-err"))
+            .spawn()
+            .expect("cargo-lambda starts");
+        let mut lambda = Lambda { addr, children: vec![emulator] };
+        // The function's first poll must find the runtime API listening, or it exits.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "cargo-lambda did not listen on {addr} within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let function = Command::new(&bootstrap)
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://{addr}/.rt"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("BERTH_S3_BUCKET", &bucket)
+            .env("BERTH_S3_ENDPOINT", &endpoint)
+            .env("BERTH_S3_PATH_STYLE", "true")
+            .env("BERTH_S3_PREFIX", format!("lambda-{}", unique()))
+            .stdin(Stdio::null())
+            .stdout(log("bootstrap"))
+            .stderr(log("bootstrap-err"))
+            .spawn()
+            .expect("bootstrap starts");
+        lambda.children.push(function);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get_status(addr, "/v2/").ok() != Some(200) {
+            assert!(Instant::now() < deadline, "the emulated function did not answer GET /v2/ within 60 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(lambda)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+#[tokio::test]
+async fn lambda_skopeo_push_and_pull_within_the_body_limit() {
+    let Some(lambda) = Lambda::start("lambda_skopeo_push_and_pull_within_the_body_limit") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let src = Layout::create(&dir.path().join("src"));
+    let layers = vec![tar(&[("a.bin", &random_bytes(300_000, 1))]), tar(&[("b.bin", &random_bytes(2_000_000, 2))])];
+    let image = src.image("amd64", &layers);
+    src.tag("v1", &image.manifest);
+    let dest = format!("docker://{}/lambda/app:v1", lambda.addr);
+    let out = run(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--preserve-digests", "--dest-tls-verify=false"])
+            .args([src.name("v1"), dest.clone()]),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "push through the Lambda: {}", describe(&out));
+    let back = dir.path().join("back");
+    let out = run(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--preserve-digests", "--src-tls-verify=false"])
+            .args([dest, format!("oci:{}:v1", back.display())]),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "pull through the Lambda: {}", describe(&out));
+    let pulled = Layout::open(&back);
+    assert_eq!(pulled.reference("v1").digest, image.manifest.digest);
+    for layer in &image.layers {
+        assert!(pulled.blob(&layer.digest) == src.blob(&layer.digest), "layer {} differs", layer.digest);
+    }
+}
+
+#[tokio::test]
+async fn lambda_chunked_push_of_a_large_layer_and_the_over_limit_error() {
+    let Some(lambda) = Lambda::start("lambda_chunked_push_of_a_large_layer_and_the_over_limit_error") else { return };
+    let client = http();
+    let data = random_bytes(20 * 1024 * 1024, 3);
+    let digest = sha256(&data);
+    let start = client.post(lambda.url("/v2/lambda/big/blobs/uploads/")).send().await.unwrap();
+    assert_eq!(start.status(), StatusCode::ACCEPTED);
+    assert!(start.headers().get("oci-chunk-min-length").is_some());
+    let location = start.headers()["location"].to_str().unwrap().to_string();
+
+    for (i, chunk) in data.chunks(4 * 1024 * 1024).enumerate() {
+        let start = i * 4 * 1024 * 1024;
+        let range = format!("{start}-{}", start + chunk.len() - 1);
+        let r = client
+            .patch(lambda.url(&location))
+            .header("content-type", "application/octet-stream")
+            .header("content-range", &range)
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "chunk {range}: {}", r.text().await.unwrap_or_default());
+    }
+    let done = client.put(lambda.url(&format!("{location}?digest={digest}"))).send().await.unwrap();
+    assert_eq!(done.status(), StatusCode::CREATED, "{}", done.text().await.unwrap_or_default());
+    // The GET redirects to S3; the client follows it.
+    let pulled = client.get(lambda.url(&format!("/v2/lambda/big/blobs/{digest}"))).send().await.unwrap();
+    assert_eq!(pulled.status(), StatusCode::OK);
+    assert!(pulled.bytes().await.unwrap() == data, "the pulled layer differs");
+
+    let start = client.post(lambda.url("/v2/lambda/big/blobs/uploads/")).send().await.unwrap();
+    let location = start.headers()["location"].to_str().unwrap().to_string();
+    // One PATCH over the limit: refused with advice.
+    let refused = client
+        .patch(lambda.url(&location))
+        .header("content-type", "application/octet-stream")
+        .body(vec![0u8; 5_000_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("SIZE_INVALID") && body.contains("Content-Range"), "{body}");
+}
