@@ -40,8 +40,6 @@ pub enum ErrorKind {
     RangeNotSatisfiable,
     /// A pagination parameter (`n`) is not a non-negative integer.
     PaginationNumberInvalid,
-    /// A tag is invalid.
-    TagInvalid,
     /// The route exists but not for this method.
     MethodNotAllowed,
     /// No such endpoint.
@@ -76,7 +74,6 @@ const fn describe(kind: ErrorKind) -> (&'static str, StatusCode, &'static str) {
         PaginationNumberInvalid => {
             ("PAGINATION_NUMBER_INVALID", StatusCode::BAD_REQUEST, "invalid number of results requested")
         }
-        TagInvalid => ("TAG_INVALID", StatusCode::BAD_REQUEST, "manifest tag did not match URI"),
         MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED, "the operation is unsupported"),
         NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND, "no such endpoint"),
         PayloadTooLarge => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
