@@ -6,7 +6,7 @@
 //! spec code and the status, so no call site picks a status. Storage failures become
 //! [`ErrorKind::Internal`]: logged once at the edge, never described to the client.
 
-use http::StatusCode;
+use http::{HeaderName, StatusCode};
 use serde::Serialize;
 
 /// What went wrong, as far as the client is concerned.
@@ -46,6 +46,15 @@ pub enum ErrorKind {
     NotFound,
     /// The request body is larger than this deployment accepts.
     PayloadTooLarge,
+    /// No credentials, bad credentials, or a token that does not cover the request (401, with a
+    /// `WWW-Authenticate` challenge).
+    Unauthorized,
+    /// The caller is known and the policy does not allow the action.
+    Denied,
+    /// Too many failed logins from this client.
+    TooManyRequests,
+    /// A malformed request to the token endpoint.
+    TokenRequestInvalid,
     /// The storage backend failed; details are logged, not sent.
     Internal,
 }
@@ -77,6 +86,10 @@ const fn describe(kind: ErrorKind) -> (&'static str, StatusCode, &'static str) {
         MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED, "the operation is unsupported"),
         NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND, "no such endpoint"),
         PayloadTooLarge => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        Unauthorized => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED, "authentication required"),
+        Denied => ("DENIED", StatusCode::FORBIDDEN, "requested access to the resource is denied"),
+        TooManyRequests => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS, "too many requests"),
+        TokenRequestInvalid => ("UNSUPPORTED", StatusCode::BAD_REQUEST, "invalid token request"),
         Internal => {
             ("INTERNAL_ERROR", StatusCode::INTERNAL_SERVER_ERROR, "internal error; the registry logged the cause")
         }
@@ -110,8 +123,9 @@ pub struct RegistryError {
     pub message: String,
     /// Optional structured detail for the body.
     pub detail: Option<serde_json::Value>,
-    /// The `Range` header to send (416 answers for uploads carry the current progress).
-    pub range: Option<String>,
+    /// Headers to send with the error: `Range` on 416 answers for uploads (the current progress),
+    /// `WWW-Authenticate` on 401, `Retry-After` on 429.
+    pub headers: Vec<(HeaderName, String)>,
     /// Internal cause, logged at the edge and never sent.
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -120,7 +134,7 @@ pub struct RegistryError {
 impl RegistryError {
     /// An error with a specific message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), detail: None, range: None, source: None }
+        Self { kind, message: message.into(), detail: None, headers: Vec::new(), source: None }
     }
 
     /// Attaches structured detail.
@@ -129,9 +143,9 @@ impl RegistryError {
         self
     }
 
-    /// Attaches the `Range` header of an upload's current progress.
-    pub fn with_range(mut self, range: String) -> Self {
-        self.range = Some(range);
+    /// Attaches a header to the answer.
+    pub fn with_header(mut self, name: HeaderName, value: String) -> Self {
+        self.headers.push((name, value));
         self
     }
 

@@ -112,12 +112,17 @@ impl Reply {
 impl From<&RegistryError> for Reply {
     fn from(err: &RegistryError) -> Self {
         let mut reply = Reply::new(err.kind.status()).bytes("application/json", err.body());
-        if let Some(range) = &err.range {
-            reply = reply.header(http::header::RANGE, range);
+        for (name, value) in &err.headers {
+            reply = reply.append_header(name.clone(), value);
         }
         reply
     }
 }
+
+/// The address of the client, as a shell knows it (the TCP peer, or the source IP an API gateway
+/// reports); shells put it in the request's extensions. Failed logins are counted per address.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
 
 /// Decoded query parameters.
 pub struct Query(Vec<(String, String)>);

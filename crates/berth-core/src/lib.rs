@@ -3,10 +3,11 @@
 //! [`Registry::handle`] takes an `http::Request` with a streamed body and answers it: route
 //! parsing ([`route`]), names and digests ([`names`], [`digest`]), blobs, stateless upload
 //! sessions, manifests, tags, referrers and the catalog, with the spec's error codes
-//! ([`error`]). It holds no state between requests: everything lives in storage under the
+//! ([`error`]), behind one authorization check ([`auth`]). It holds no state between requests: everything lives in storage under the
 //! layout of [`keys`], so any instance can continue any upload. No web framework, AWS or Lambda
 //! code lives here; the shells adapt their types to [`http`]'s.
 
+pub mod auth;
 pub mod digest;
 pub mod error;
 pub mod http;
@@ -22,14 +23,16 @@ mod referrers;
 mod uploads;
 mod writer;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::http::{Method, Request, Response, StatusCode};
 use berth_storage::Storage;
 
+use crate::auth::{Auth, Caller};
 use crate::error::{ErrorKind, RegistryError, Result};
-use crate::http::{Body, Query, Reply, RequestBody};
+use crate::http::{Body, ClientAddr, Query, Reply, RequestBody};
 use crate::route::Route;
 
 /// Tunables of the engine; the shells fill them from flags or the environment.
@@ -56,11 +59,13 @@ impl Default for Config {
     }
 }
 
-/// The registry: a storage backend and the engine's configuration.
+/// The registry: a storage backend, the engine's configuration, and authentication (`None`:
+/// open to everyone).
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Storage>,
     config: Config,
+    auth: Option<Arc<Auth>>,
 }
 
 /// A request as the engine sees it.
@@ -68,12 +73,24 @@ pub(crate) struct Req {
     pub method: Method,
     pub headers: ::http::HeaderMap,
     pub query: Query,
+    /// The URI's authority (HTTP/2 requests carry the host there instead of `Host`).
+    pub authority: Option<String>,
+    /// The client's address, when the shell knows it.
+    pub client: Option<IpAddr>,
+    /// Who is calling.
+    pub caller: Caller,
 }
 
 impl Registry {
-    /// A registry over `store`.
+    /// A registry over `store`, open to everyone.
     pub fn new(store: Arc<dyn Storage>, config: Config) -> Self {
-        Self { store, config }
+        Self { store, config, auth: None }
+    }
+
+    /// The same registry, requiring authentication and authorizing every request by `auth`.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(Arc::new(auth));
+        self
     }
 
     /// The storage backend.
@@ -87,7 +104,14 @@ impl Registry {
         let (parts, mut body) = request.into_parts();
         let head = parts.method == Method::HEAD;
         let path = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy().into_owned();
-        let req = Req { method: parts.method, headers: parts.headers, query: Query::parse(parts.uri.query()) };
+        let req = Req {
+            method: parts.method,
+            query: Query::parse(parts.uri.query()),
+            authority: parts.uri.authority().map(|a| a.to_string()),
+            client: parts.extensions.get::<ClientAddr>().map(|c| c.0),
+            headers: parts.headers,
+            caller: Caller::Open,
+        };
         let result = self.dispatch(&path, req, &mut body).await;
         drain(&mut body).await;
         match result {
@@ -101,8 +125,13 @@ impl Registry {
         }
     }
 
-    async fn dispatch(&self, path: &str, req: Req, body: &mut RequestBody) -> Result<Reply> {
+    async fn dispatch(&self, path: &str, mut req: Req, body: &mut RequestBody) -> Result<Reply> {
         let route = route::parse(path)?;
+        if route == Route::Token {
+            return self.token(&req, body).await;
+        }
+        req.caller = self.authenticate(&req).await?;
+        self.authorize(&req.caller, &route, &req)?;
         let m = req.method.clone();
         let get = m == Method::GET || m == Method::HEAD;
         match route {

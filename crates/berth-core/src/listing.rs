@@ -19,8 +19,9 @@ struct Page {
 }
 
 impl Registry {
-    /// Lists `<prefix><entry><suffix>` keys after `last`, by `n` (capped at the configured maximum).
-    async fn page(&self, req: &Req, prefix: &str, suffix: &str) -> Result<Page> {
+    /// Lists `<prefix><entry><suffix>` keys after `last`, by `n` (capped at the configured
+    /// maximum), keeping the entries `keep` accepts (further list calls fill a page it thinned).
+    async fn page(&self, req: &Req, prefix: &str, suffix: &str, keep: impl Fn(&str) -> bool) -> Result<Page> {
         let n = match req.query.get("n") {
             None => None,
             Some(v) => Some(v.parse::<u64>().map_err(|_| {
@@ -34,19 +35,27 @@ impl Registry {
         if limit == 0 {
             return Ok(Page { entries: vec![], next: None });
         }
-        let start_after = req.query.get("last").map(|last| format!("{prefix}{last}{suffix}"));
-        let page = self.store.list(prefix, start_after.as_deref(), limit).await?;
-        let entries = page
-            .keys
-            .iter()
-            .filter_map(|k| k.strip_prefix(prefix).and_then(|k| k.strip_suffix(suffix)).map(str::to_string))
-            .collect();
-        Ok(Page { entries, next: page.truncated.then_some(limit) })
+        let mut start_after = req.query.get("last").map(|last| format!("{prefix}{last}{suffix}"));
+        let mut entries = Vec::new();
+        loop {
+            let page = self.store.list(prefix, start_after.as_deref(), limit - entries.len()).await?;
+            entries.extend(
+                page.keys
+                    .iter()
+                    .filter_map(|k| k.strip_prefix(prefix).and_then(|k| k.strip_suffix(suffix)))
+                    .filter(|e| keep(e))
+                    .map(str::to_string),
+            );
+            if !page.truncated || entries.len() == limit || page.keys.is_empty() {
+                return Ok(Page { entries, next: page.truncated.then_some(limit) });
+            }
+            start_after = page.keys.last().cloned();
+        }
     }
 
     /// `GET /v2/<name>/tags/list`: the repository's tags in lexical order.
     pub(crate) async fn tags_list(&self, name: &Name, req: &Req) -> Result<Reply> {
-        let page = self.page(req, &keys::tags_prefix(name), "").await?;
+        let page = self.page(req, &keys::tags_prefix(name), "", |_| true).await?;
         if page.entries.is_empty() && self.store.head(&keys::catalog(name)).await.is_err_and(|e| e.is_not_found()) {
             return Err(RegistryError::new(
                 ErrorKind::NameUnknown,
@@ -60,9 +69,10 @@ impl Registry {
         Ok(reply.json(&json!({ "name": name.as_str(), "tags": page.entries })))
     }
 
-    /// `GET /v2/_catalog`: repositories that have received a manifest.
+    /// `GET /v2/_catalog`: repositories that have received a manifest and that the caller may pull.
     pub(crate) async fn catalog(&self, req: &Req) -> Result<Reply> {
-        let page = self.page(req, keys::CATALOG_PREFIX, keys::CATALOG_SUFFIX).await?;
+        let visible = |name: &str| req.caller.may_see(self.auth.as_deref(), name);
+        let page = self.page(req, keys::CATALOG_PREFIX, keys::CATALOG_SUFFIX, visible).await?;
         let mut reply = Reply::new(StatusCode::OK);
         if let (Some(n), Some(last)) = (page.next, page.entries.last()) {
             reply = reply.header(LINK, format!("</v2/_catalog?n={n}&last={}>; rel=\"next\"", encode(last)));

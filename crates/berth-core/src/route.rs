@@ -5,6 +5,7 @@
 //!
 //! | path | route |
 //! |---|---|
+//! | `/token` | [`Route::Token`] (the token endpoint, when authentication is on) |
 //! | `/v2/` | [`Route::Base`] |
 //! | `/v2/_catalog` | [`Route::Catalog`] |
 //! | `/v2/<name>/tags/list` | [`Route::Tags`] |
@@ -21,6 +22,8 @@ use crate::names::Name;
 /// each endpoint answers malformed ones with its own error code).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
+    /// `/token`: the token endpoint.
+    Token,
     /// `/v2/`: API version check.
     Base,
     /// `/v2/_catalog`: repository listing.
@@ -42,6 +45,9 @@ pub enum Route {
 /// Parses a percent-decoded request path.
 pub fn parse(path: &str) -> Result<Route> {
     let not_found = || RegistryError::new(ErrorKind::NotFound, format!("no endpoint at {path:?}"));
+    if path == "/token" {
+        return Ok(Route::Token);
+    }
     let rest = path.strip_prefix("/v2").ok_or_else(not_found)?;
     if rest.is_empty() || rest == "/" {
         return Ok(Route::Base);
@@ -84,6 +90,7 @@ mod tests {
 
     #[test]
     fn routes() {
+        assert_eq!(parse("/token").unwrap(), Route::Token);
         assert_eq!(parse("/v2/").unwrap(), Route::Base);
         assert_eq!(parse("/v2").unwrap(), Route::Base);
         assert_eq!(parse("/v2/_catalog").unwrap(), Route::Catalog);

@@ -18,6 +18,7 @@ use http::StatusCode;
 use http::header::{CONTENT_RANGE, LOCATION, RANGE};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Action;
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{ErrorKind, RegistryError, Result};
 use crate::http::{Reply, RequestBody, content_length, header, headers};
@@ -85,7 +86,7 @@ impl Registry {
     /// monolithic upload (`?digest=`, 201) or a new session (202).
     pub(crate) async fn start_upload(&self, name: &Name, req: &Req, body: &mut RequestBody) -> Result<Reply> {
         if let Some(mount) = req.query.get("mount") {
-            if let Some(reply) = self.try_mount(name, mount, req.query.get("from")).await? {
+            if let Some(reply) = self.try_mount(name, mount, req).await? {
                 return Ok(reply);
             }
         } else if let Some(digest) = req.query.get("digest") {
@@ -115,11 +116,14 @@ impl Registry {
     }
 
     /// Links a blob of repository `from` into `name`; `None` (fall back to a session) when the
-    /// parameters are unusable or `from` does not have the blob.
-    async fn try_mount(&self, name: &Name, mount: &str, from: Option<&str>) -> Result<Option<Reply>> {
-        let (Ok(digest), Some(Ok(from))) = (mount.parse::<Digest>(), from.map(Name::parse)) else {
+    /// parameters are unusable, the caller may not pull `from`, or `from` does not have the blob.
+    async fn try_mount(&self, name: &Name, mount: &str, req: &Req) -> Result<Option<Reply>> {
+        let (Ok(digest), Some(Ok(from))) = (mount.parse::<Digest>(), req.query.get("from").map(Name::parse)) else {
             return Ok(None);
         };
+        if !req.caller.may(self.auth.as_deref(), &from, Action::Pull) {
+            return Ok(None);
+        }
         match self.linked_size(&from, &digest).await {
             Ok(size) => {
                 self.link_blob(name, &digest, size).await?;
@@ -256,8 +260,9 @@ impl Registry {
         let Some(value) = header(&req.headers, &CONTENT_RANGE) else {
             return Ok(length);
         };
-        let out_of_order =
-            |why: String| RegistryError::new(ErrorKind::BlobUploadOutOfOrder, why).with_range(progress(session.offset));
+        let out_of_order = |why: String| {
+            RegistryError::new(ErrorKind::BlobUploadOutOfOrder, why).with_header(RANGE, progress(session.offset))
+        };
         let (start, end) = parse_content_range(value)
             .ok_or_else(|| out_of_order(format!("malformed Content-Range {value:?}; expected <start>-<end>")))?;
         let chunk = end.checked_sub(start).and_then(|n| n.checked_add(1)).filter(|_| start == session.offset);

@@ -8,17 +8,22 @@
 //! invocations. Responses stay small: blob GETs are redirects to presigned S3 URLs.
 
 use berth_core::Registry;
-use berth_core::http::{Body, RequestBody};
+use berth_core::http::{Body, ClientAddr, RequestBody};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use lambda_http::{Body as LambdaBody, Request, Response, http};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body as LambdaBody, Request, RequestExt, Response, http};
 
 /// Largest request body accepted per invocation: Lambda's 6 MB payload limit less base64.
 pub const MAX_BODY: u64 = 4_500_000;
 
 /// Answers one invocation.
 pub async fn handle(registry: &Registry, request: Request) -> Response<LambdaBody> {
-    let (parts, body) = request.into_parts();
+    let client = source_ip(&request);
+    let (mut parts, body) = request.into_parts();
+    if let Some(ip) = client {
+        parts.extensions.insert(ClientAddr(ip));
+    }
     let bytes = match body {
         LambdaBody::Empty => Bytes::new(),
         LambdaBody::Text(text) => Bytes::from(text),
@@ -42,4 +47,13 @@ pub async fn handle(registry: &Registry, request: Request) -> Response<LambdaBod
         },
     };
     Response::from_parts(parts, body)
+}
+
+/// The caller's address as API Gateway or the function URL saw it (failed logins are counted per
+/// address).
+fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref()?.parse().ok(),
+        _ => None,
+    }
 }

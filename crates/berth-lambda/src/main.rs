@@ -3,10 +3,17 @@
 //! Configuration comes from the environment the template sets (`BERTH_S3_BUCKET`, and
 //! optionally `BERTH_S3_PREFIX`, `BERTH_S3_ENDPOINT`, `BERTH_S3_PATH_STYLE`,
 //! `BERTH_S3_PUBLIC_ENDPOINT`, `BERTH_REDIRECT_TTL`); the region and credentials from Lambda's.
-//! Everything is built once, before the first invocation, without network calls; logs are JSON
-//! lines on stdout for CloudWatch.
+//! Authentication is required: `BERTH_AUTH` is an `s3://bucket/key` policy (read once at
+//! init, the one network call before the first invocation) or `none`; `BERTH_AUTH_SECRET` signs
+//! tokens; `BERTH_AUTH_SERVICE`, `BERTH_PUBLIC_URL` and `BERTH_TOKEN_TTL` are optional.
+//! Everything is built once, before the first invocation; logs are JSON lines on stdout for
+//! CloudWatch.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::auth::policy::Policy;
+use berth_core::auth::{Auth, AuthConfig};
 
 use berth_core::{Config, Registry};
 use berth_s3::{S3Options, S3Storage};
@@ -14,6 +21,30 @@ use lambda_http::{Error, service_fn};
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The auth of the function, from `BERTH_AUTH*`; refuses to start without an explicit choice.
+async fn auth(store: &S3Storage) -> Result<Option<Auth>, Error> {
+    let source = env("BERTH_AUTH").ok_or("BERTH_AUTH is not set: give an s3://bucket/key policy, or `none`")?;
+    if source == "none" {
+        tracing::warn!("authentication is off (BERTH_AUTH=none): anyone can push and delete");
+        return Ok(None);
+    }
+    let policy = Policy::parse(&store.read_uri(&source).await?).map_err(|e| format!("auth policy {source}: {e}"))?;
+    let token_ttl = match env("BERTH_TOKEN_TTL") {
+        Some(ttl) => humantime::parse_duration(&ttl).map_err(|e| format!("BERTH_TOKEN_TTL {ttl:?}: {e}"))?,
+        None => Duration::from_secs(300),
+    };
+    let auth = Auth::new(AuthConfig {
+        policy,
+        secret: env("BERTH_AUTH_SECRET").ok_or("BERTH_AUTH_SECRET is not set")?.into_bytes(),
+        service: env("BERTH_AUTH_SERVICE").unwrap_or_else(|| "berth".into()),
+        public_url: env("BERTH_PUBLIC_URL"),
+        token_ttl,
+        refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+    })?;
+    tracing::info!(policy = source, "authentication on");
+    Ok(Some(auth))
 }
 
 #[tokio::main]
@@ -43,7 +74,11 @@ async fn main() -> Result<(), Error> {
     })
     .await;
     let config = Config { max_body: Some(berth_lambda::MAX_BODY), redirect_ttl, ..Config::default() };
-    let registry = Registry::new(Arc::new(store), config);
+    let auth = auth(&store).await?;
+    let mut registry = Registry::new(Arc::new(store), config);
+    if let Some(auth) = auth {
+        registry = registry.with_auth(auth);
+    }
     lambda_http::run(service_fn(move |request| {
         let registry = registry.clone();
         async move { Ok::<_, Error>(berth_lambda::handle(&registry, request).await) }

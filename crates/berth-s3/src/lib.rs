@@ -110,6 +110,24 @@ impl S3Storage {
         }
     }
 
+    /// Reads a whole small object named by an `s3://bucket/key` URI (any bucket these
+    /// credentials can read), as text: the auth policy of S3 and Lambda deployments.
+    pub async fn read_uri(&self, uri: &str) -> std::result::Result<String, String> {
+        let (bucket, key) = uri
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split_once('/'))
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            .ok_or_else(|| format!("{uri:?} is not an s3://bucket/key URI"))?;
+        let object = self.client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
+            match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(404) => format!("cannot read {uri}: no such object"),
+                _ => format!("cannot read {uri}: {}", errors::describe(&e)),
+            }
+        })?;
+        let bytes = object.body.collect().await.map_err(|e| format!("cannot read {uri}: {e}"))?.into_bytes();
+        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{uri} is not UTF-8 text"))
+    }
+
     fn full(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }

@@ -1,7 +1,10 @@
 //! The `berth` binary: `berth serve` runs the registry over the filesystem (the default),
-//! memory or an S3 bucket. Every flag is also an environment variable (`BERTH_<FLAG>`).
+//! memory or an S3 bucket; `berth user` hashes a password for the auth policy. Every flag of
+//! `serve` is also an environment variable (`BERTH_<FLAG>`).
 
+mod auth;
 mod serve;
+mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +24,17 @@ struct Cli {
 enum Command {
     /// Serve the registry API over HTTP.
     Serve(ServeArgs),
+    /// Hash a password and print the `[users]` line of an auth policy.
+    User(UserArgs),
+}
+
+#[derive(clap::Args)]
+struct UserArgs {
+    /// The user name.
+    name: String,
+    /// Write a bcrypt hash (as `htpasswd -B` does) instead of argon2id.
+    #[arg(long)]
+    bcrypt: bool,
 }
 
 /// Where the registry keeps its data.
@@ -56,6 +70,8 @@ struct ServeArgs {
     root: PathBuf,
     #[command(flatten)]
     s3: S3Args,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// How long the presigned URLs of blob redirects stay valid (e.g. 900s, 15m, 1h).
     #[arg(long, env = "BERTH_REDIRECT_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     redirect_ttl: std::time::Duration,
@@ -92,9 +108,50 @@ struct S3Args {
     s3_prefix: String,
 }
 
+/// Who may do what (see the README's "Authentication"). Tokens are HS256 JWTs signed with the
+/// secret; the secret is never logged.
+#[derive(clap::Args)]
+struct AuthArgs {
+    /// The auth policy: a TOML file, `s3://bucket/key` (with --storage s3), or `none` to let
+    /// anyone pull, push and delete. Required with --storage s3; without it a local backend is open.
+    #[arg(long, env = "BERTH_AUTH")]
+    auth: Option<String>,
+    /// Token signing secret (at least 32 bytes), the same on every instance. Prefer
+    /// --auth-secret-file: command lines are visible to other local users.
+    #[arg(long, env = "BERTH_AUTH_SECRET", hide_env_values = true)]
+    auth_secret: Option<String>,
+    /// File holding the token signing secret.
+    #[arg(long, env = "BERTH_AUTH_SECRET_FILE")]
+    auth_secret_file: Option<PathBuf>,
+    /// Service name in challenges and the audience of tokens.
+    #[arg(long, env = "BERTH_AUTH_SERVICE", default_value = "berth")]
+    auth_service: String,
+    /// URL clients reach the registry at (the token realm is <url>/token); by default the
+    /// request's Host and X-Forwarded-Proto.
+    #[arg(long, env = "BERTH_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Lifetime of access tokens.
+    #[arg(long, env = "BERTH_TOKEN_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
+    token_ttl: std::time::Duration,
+    /// Lifetime of refresh tokens (what `docker login` keeps).
+    #[arg(long, env = "BERTH_REFRESH_TOKEN_TTL", default_value = "30days", value_parser = humantime::parse_duration)]
+    refresh_token_ttl: std::time::Duration,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::User(args) => {
+            return match user::run(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     init_logging(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -1,15 +1,16 @@
 //! `berth serve`: the engine over the filesystem, memory or S3, behind an axum/hyper HTTP server, with one log line per request
 //! (including the storage calls it made) and graceful shutdown on SIGINT/SIGTERM.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Instant;
 
 use axum::body::HttpBody;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
-use berth_core::http::{Body, BoxError};
+use berth_core::http::{Body, BoxError, ClientAddr};
 use berth_core::{Config, Registry};
 use berth_s3::{S3Options, S3Storage};
 use berth_storage::{FsStorage, MemoryStorage, Storage, calls};
@@ -17,25 +18,36 @@ use futures_util::{StreamExt, TryStreamExt};
 use http::HeaderValue;
 use http::header::{CONNECTION, CONTENT_LENGTH};
 
-use crate::{S3Args, ServeArgs, StorageKind};
+use crate::{S3Args, ServeArgs, StorageKind, auth};
 
 /// Builds the storage and the registry, binds, and serves until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    let store: Arc<dyn Storage> = match args.storage {
-        StorageKind::Fs => Arc::new(
-            FsStorage::new(&args.root)
-                .map_err(|e| format!("cannot use data directory {}: {e}", args.root.display()))?,
+    let (store, auth): (Arc<dyn Storage>, _) = match args.storage {
+        StorageKind::Fs => (
+            Arc::new(
+                FsStorage::new(&args.root)
+                    .map_err(|e| format!("cannot use data directory {}: {e}", args.root.display()))?,
+            ),
+            auth::setup(&args.auth, args.storage, None).await?,
         ),
-        StorageKind::Memory => Arc::new(MemoryStorage::new()),
-        StorageKind::S3 => Arc::new(s3_storage(&args.s3).await?),
+        StorageKind::Memory => (Arc::new(MemoryStorage::new()), auth::setup(&args.auth, args.storage, None).await?),
+        StorageKind::S3 => {
+            let s3 = s3_storage(&args.s3).await?;
+            let auth = auth::setup(&args.auth, args.storage, Some(&s3)).await?;
+            (Arc::new(s3), auth)
+        }
     };
     let config = Config {
         part_size: (args.part_size_mib * 1024 * 1024) as usize,
         redirect_ttl: args.redirect_ttl,
         ..Config::default()
     };
-    let registry = Registry::new(store, config);
-    let app = axum::Router::new().fallback(handle).with_state(registry);
+    let mut registry = Registry::new(store, config);
+    if let Some(auth) = auth {
+        registry = registry.with_auth(auth);
+    }
+    let app =
+        axum::Router::new().fallback(handle).with_state(registry).into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -72,8 +84,12 @@ async fn s3_storage(args: &S3Args) -> Result<S3Storage, String> {
 /// Adapts axum's types to the engine's, and logs the request.
 async fn handle(State(registry): State<Registry>, request: Request) -> Response {
     let started = Instant::now();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
+    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        let client = ClientAddr(peer.ip());
+        parts.extensions.insert(client);
+    }
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     // Whether the engine read the body to its end; an unread body (an early error answer)

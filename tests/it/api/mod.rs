@@ -2,6 +2,7 @@
 //! ([`berth_core::Registry::handle`]) over the in-memory or filesystem backend, and assert what
 //! a client sees (status, headers, bytes) and which storage keys were written.
 
+mod auth;
 mod blobs;
 mod costs;
 mod errors;
@@ -65,7 +66,12 @@ impl Harness {
     }
 
     pub fn with(store: Arc<dyn Storage>, config: Config) -> Self {
-        Self { registry: Registry::new(store.clone(), config), store, calls: AtomicU64::new(0) }
+        Self::over(Registry::new(store.clone(), config), store)
+    }
+
+    /// A harness around a registry built by the test.
+    pub fn over(registry: Registry, store: Arc<dyn Storage>) -> Self {
+        Self { registry, store, calls: AtomicU64::new(0) }
     }
 
     /// Sends a request whose body arrives in chunks of `chunk` bytes.

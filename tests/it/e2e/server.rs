@@ -1,5 +1,6 @@
 //! A real `berth serve` process for end-to-end tests: fs storage in a fresh temporary root (or
-//! a given one), or a prefix of an S3 bucket ([`Server::start_s3`]), on a free loopback port,
+//! a given one), or a prefix of an S3 bucket ([`Server::start_s3`]), or any arguments
+//! ([`Server::start_with`]), on a free loopback port,
 //! stderr logged to a file under `target/e2e-logs/`, stopped with SIGTERM when dropped.
 //!
 //! A test that panics prints the end of the log of each server it drops and keeps the file;
@@ -68,17 +69,23 @@ impl Server {
         Self::start_with(&[OsStr::new("--storage"), OsStr::new("fs"), OsStr::new("--root"), root.as_os_str()])
     }
 
-    /// A server over `prefix` of an S3 bucket (path-style addressing; credentials from the AWS
-    /// environment, which the server inherits). It starts only if its start-up check passes.
+    /// An open server (`--auth none`) over `prefix` of an S3 bucket (path-style addressing;
+    /// credentials from the AWS environment, which the server inherits). It starts only if its
+    /// start-up check passes.
     pub fn start_s3(endpoint: &str, bucket: &str, prefix: &str) -> Self {
+        Self::start_s3_with(endpoint, bucket, prefix, &["--auth", "none"])
+    }
+
+    /// A server over `prefix` of an S3 bucket, with further arguments.
+    pub fn start_s3_with(endpoint: &str, bucket: &str, prefix: &str, extra: &[&str]) -> Self {
         let args =
             ["--storage", "s3", "--s3-endpoint", endpoint, "--s3-bucket", bucket, "--s3-path-style", "--s3-prefix"];
-        let args: Vec<&OsStr> = args.into_iter().chain([prefix]).map(OsStr::new).collect();
+        let args: Vec<&OsStr> = args.into_iter().chain([prefix]).chain(extra.iter().copied()).map(OsStr::new).collect();
         Self::start_with(&args)
     }
 
-    /// A server with these storage arguments.
-    fn start_with(storage: &[&OsStr]) -> Self {
+    /// A server with these storage (and other) arguments.
+    pub fn start_with(storage: &[&OsStr]) -> Self {
         let bin = binary();
         let logs = workspace_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs).expect("cannot make target/e2e-logs");
@@ -123,13 +130,13 @@ impl Server {
         }
     }
 
-    /// Waits until `GET /v2/` answers 200.
+    /// Waits until `GET /v2/` answers 200 (or 401: authentication is on).
     fn wait_ready(&self) {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut last = String::new();
         while Instant::now() < deadline {
             match get_status(self.addr, "/v2/") {
-                Ok(200) => return,
+                Ok(200 | 401) => return,
                 Ok(status) => last = format!("status {status}"),
                 Err(e) => last = e.to_string(),
             }
