@@ -164,3 +164,65 @@ fn build(context: &Path, tag: &str) -> bool {
     skip(&format!("the layer-reuse part of docker_push_pull_and_layer_reuse: docker build failed: {}", describe(&out)));
     false
 }
+
+/// `docker login` against an auth-enabled berth stores a refresh token (the OAuth2 password
+/// grant), which the following push and pull exchange for access tokens; after `docker logout`
+/// a push is refused.
+#[tokio::test]
+async fn docker_login_push_pull_with_auth() {
+    if !engine_answers() {
+        skip("docker_login_push_pull_with_auth: no Docker Engine answers");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, root) = (dir.path().join("auth.toml"), dir.path().join("data"));
+    std::fs::write(&policy, super::auth::policy()).unwrap();
+    let args = ["--storage", "fs", "--root", root.to_str().unwrap(), "--auth", policy.to_str().unwrap()];
+    let server = Server::start_with(&args.map(std::ffi::OsStr::new));
+    let config = dir.path().join("docker-config");
+    std::fs::create_dir(&config).unwrap();
+    let docker_as = |args: &[&str], stdin: Option<&str>| {
+        let mut command = Command::new("docker");
+        command.env("DOCKER_CONFIG", &config).args(args);
+        match stdin {
+            None => run(&mut command, TIMEOUT),
+            Some(input) => {
+                use std::io::Write;
+                let mut child = command
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+                child.wait_with_output().unwrap()
+            }
+        }
+    };
+    let host = server.host();
+    let out = docker_as(&["login", &host, "-u", "ci", "--password-stdin"], Some("wrong\n"));
+    assert!(!out.status.success(), "login with a wrong password succeeded: {}", describe(&out));
+    let out = docker_as(&["login", &host, "-u", "ci", "--password-stdin"], Some("ci-password\n"));
+    assert!(out.status.success(), "docker login failed: {}", describe(&out));
+    let stored = std::fs::read_to_string(config.join("config.json")).unwrap();
+    assert!(stored.contains("identitytoken"), "docker kept no refresh token: {stored}");
+    assert!(!stored.contains("ci-password"), "docker kept the password, not a token");
+
+    let image = format!("{host}/e2e/login-{}:v1", unique());
+    let _cleanup = Cleanup(vec![image.clone()]);
+    let rootfs = dir.path().join("rootfs.tar");
+    std::fs::write(&rootfs, tar(&[("login", unique().as_bytes())])).unwrap();
+    docker_ok(&["import", rootfs.to_str().unwrap(), &image]);
+    let out = docker_as(&["push", &image], None);
+    assert!(out.status.success(), "push after login: {}", describe(&out));
+    let digest = pushed_digest(&String::from_utf8_lossy(&out.stdout));
+    docker_ok(&["rmi", &image]);
+    let out = docker_as(&["pull", &image], None);
+    assert!(out.status.success(), "pull after login: {}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
+
+    let out = docker_as(&["logout", &host], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = docker_as(&["push", &image], None);
+    assert!(!out.status.success(), "push after logout succeeded: {}", describe(&out));
+}

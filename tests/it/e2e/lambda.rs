@@ -2,7 +2,9 @@
 //! (`cargo lambda watch --only-lambda-apis`), which turns HTTP requests into API Gateway v2
 //! events, over the S3 server at `BERTH_TEST_S3_ENDPOINT` (s3s-fs from `scripts/s3-servers`).
 //! skopeo pushes and pulls an image whose layers fit Lambda's body limit; a 20 MiB layer goes
-//! up in 4 MiB chunks and comes back identical; an over-limit PATCH gets the documented error.
+//! up in 4 MiB chunks and comes back identical; an over-limit PATCH gets the documented error;
+//! with `BERTH_AUTH` naming a policy in the bucket, skopeo pushes and pulls with credentials and
+//! anonymous pushes are refused.
 //!
 //! Needs cargo-lambda (`BERTH_CARGO_LAMBDA` or on PATH; scripts/test installs it from PyPI), the
 //! debug `bootstrap` (`cargo build -p berth-lambda`) and skopeo: missing ones fail under CI and
@@ -35,8 +37,14 @@ impl Drop for Lambda {
 }
 
 impl Lambda {
-    /// Starts both, or `None` (a loud skip, or a panic under CI) when a piece is missing.
+    /// Starts both, open (`BERTH_AUTH=none`), or `None` (a loud skip, or a panic under CI) when
+    /// a piece is missing.
     fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, &[("BERTH_AUTH", "none".into())])
+    }
+
+    /// Starts both, with further environment for the function.
+    fn start_with(test: &str, env: &[(&str, String)]) -> Option<Self> {
         let endpoint = std::env::var("BERTH_TEST_S3_ENDPOINT").unwrap_or_default();
         let bucket = std::env::var("BERTH_TEST_S3_BUCKET").unwrap_or_default();
         let cargo_lambda = std::env::var("BERTH_CARGO_LAMBDA").unwrap_or_else(|_| "cargo-lambda".into());
@@ -91,6 +99,7 @@ impl Lambda {
             .env("BERTH_S3_ENDPOINT", &endpoint)
             .env("BERTH_S3_PATH_STYLE", "true")
             .env("BERTH_S3_PREFIX", format!("lambda-{}", unique()))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log("bootstrap"))
             .stderr(log("bootstrap-err"))
@@ -98,7 +107,7 @@ impl Lambda {
             .expect("bootstrap starts");
         lambda.children.push(function);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while get_status(addr, "/v2/").ok() != Some(200) {
+        while !matches!(get_status(addr, "/v2/"), Ok(200 | 401)) {
             assert!(Instant::now() < deadline, "the emulated function did not answer GET /v2/ within 60 s");
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -185,4 +194,54 @@ async fn lambda_chunked_push_of_a_large_layer_and_the_over_limit_error() {
     assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body = refused.text().await.unwrap();
     assert!(body.contains("SIZE_INVALID") && body.contains("Content-Range"), "{body}");
+}
+
+#[tokio::test]
+async fn lambda_with_auth_from_a_policy_in_the_bucket() {
+    let test = "lambda_with_auth_from_a_policy_in_the_bucket";
+    let (Ok(endpoint), Ok(bucket)) = (std::env::var("BERTH_TEST_S3_ENDPOINT"), std::env::var("BERTH_TEST_S3_BUCKET"))
+    else {
+        assert!(std::env::var_os("CI").is_none(), "{test}: BERTH_TEST_S3_ENDPOINT/BUCKET must be set by scripts/test");
+        skip(&format!("{test}: BERTH_TEST_S3_ENDPOINT is not set"));
+        return;
+    };
+    let root = berth_s3::S3Storage::new(berth_s3::S3Options {
+        bucket: bucket.clone(),
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint),
+        public_endpoint: None,
+        path_style: true,
+        prefix: String::new(),
+    })
+    .await;
+    let key = format!("lambda-auth-{}.toml", unique());
+    let policy = super::auth::policy();
+    berth_storage::Storage::put(&root, &key, policy.into(), berth_storage::Condition::Overwrite).await.unwrap();
+    let env = [
+        ("BERTH_AUTH", format!("s3://{bucket}/{key}")),
+        ("BERTH_AUTH_SECRET", "lambda-e2e-secret-0123456789abcdefghij".to_string()),
+    ];
+    let Some(lambda) = Lambda::start_with(test, &env) else { return };
+    let r = http().get(lambda.url("/v2/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(challenge.starts_with(&format!("Bearer realm=\"http://{}/token\"", lambda.addr)), "{challenge}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = Layout::create(&dir.path().join("src"));
+    let image = src.image("amd64", &[tar(&[("a.bin", &random_bytes(100_000, 5))])]);
+    src.tag("v1", &image.manifest);
+    let dest = format!("docker://{}/e2e/lambda-auth:v1", lambda.addr);
+    let copy = |creds: &str, from: &str, to: &str| {
+        let args = ["--insecure-policy", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", creds, from, to];
+        run(Command::new("skopeo").args(args), Duration::from_secs(300))
+    };
+    let out = copy("--dest-no-creds", &src.name("v1"), &dest);
+    assert!(!out.status.success(), "anonymous push through the Lambda worked: {}", describe(&out));
+    let out = copy("--dest-creds=ci:ci-password", &src.name("v1"), &dest);
+    assert!(out.status.success(), "push with creds through the Lambda: {}", describe(&out));
+    let back = dir.path().join("back");
+    let out = copy("--src-creds=reader:reader-password", &dest, &format!("oci:{}:v1", back.display()));
+    assert!(out.status.success(), "pull with creds through the Lambda: {}", describe(&out));
+    assert_eq!(Layout::open(&back).reference("v1").digest, image.manifest.digest);
 }

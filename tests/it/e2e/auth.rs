@@ -1,0 +1,192 @@
+//! End-to-end authentication with a real `berth serve --auth` and real clients: passwords hashed
+//! by `berth user`, skopeo pushing and pulling with `--creds`, anonymous and pull-only callers
+//! refused, a public repository pulled anonymously; the same over S3 with the policy read from
+//! the bucket (`--auth s3://…`), and the start-up refusal of S3 mode without `--auth`. The
+//! docker login flow (refresh tokens) is in [`super::docker`].
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use berth_s3::{S3Options, S3Storage};
+use berth_storage::{Condition, Storage};
+use bytes::Bytes;
+
+use super::layout::{Layout, tar};
+use super::server::{Server, binary};
+use super::{describe, random_bytes, require_tool, run, sha256, skip, unique};
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+const SECRET: &str = "e2e-token-signing-secret-0123456789abcdef";
+
+/// `berth user <name> [--bcrypt]` with the password on stdin: the policy line it prints.
+pub fn berth_user(name: &str, password: &str, bcrypt: bool) -> String {
+    let mut command = Command::new(binary());
+    command.args(["user", name]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if bcrypt {
+        command.arg("--bcrypt");
+    }
+    let mut child = command.spawn().expect("berth user starts");
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "berth user failed: {}", describe(&out));
+    let line = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(line.starts_with(&format!("{name} = \"$")), "unexpected output {line:?}");
+    line
+}
+
+/// A policy: `ci` (argon2) pushes and pulls everything, `reader` (bcrypt) pulls, anonymous pulls
+/// `public/*`.
+pub fn policy() -> String {
+    format!(
+        "[users]\n{}\n{}\n\n[[rules]]\nrepositories = [\"**\"]\nwho = [\"user:ci\"]\nactions = [\"*\"]\n\n\
+         [[rules]]\nrepositories = [\"**\"]\nwho = [\"user:reader\"]\nactions = [\"pull\"]\n\n\
+         [[rules]]\nrepositories = [\"public/*\"]\nwho = [\"anonymous\"]\nactions = [\"pull\"]\n",
+        berth_user("ci", "ci-password", false),
+        berth_user("reader", "reader-password", true),
+    )
+}
+
+fn skopeo(args: &[&str]) -> Output {
+    run(Command::new("skopeo").arg("--insecure-policy").args(args), TIMEOUT)
+}
+
+/// `skopeo copy` with a credentials argument (`--dest-creds=u:p`, `--dest-no-creds`, …).
+fn copy(creds: &str, from: &str, to: &str) -> Output {
+    skopeo(&["copy", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false", creds, from, to])
+}
+
+fn assert_refused(out: &Output, what: &str, expected: &str) {
+    assert!(!out.status.success(), "{what} should have been refused: {}", describe(out));
+    let text = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(text.contains(expected), "{what}: expected {expected:?} in the error: {}", describe(out));
+}
+
+/// The client-side scenario against a running auth-enabled server.
+fn scenario(server: &Server, dir: &Path) {
+    let src = Layout::create(&dir.join("src"));
+    let image = src.image("amd64", &[tar(&[("a.bin", &random_bytes(40_000, 11))]), tar(&[("b", b"b\n")])]);
+    src.tag("v1", &image.manifest);
+    let from = src.name("v1");
+    let dest = |repo: &str| format!("docker://{}/{repo}:v1", server.host());
+
+    assert_refused(&copy("--dest-no-creds", &from, &dest("e2e/private")), "anonymous push", "unauthorized");
+    assert_refused(
+        &copy("--dest-creds=ci:wrong-password", &from, &dest("e2e/private")),
+        "push with a wrong password",
+        "unauthorized",
+    );
+    assert_refused(
+        &copy("--dest-creds=reader:reader-password", &from, &dest("e2e/private")),
+        "push by a pull-only user",
+        "denied",
+    );
+
+    for repo in ["e2e/private", "public/app"] {
+        let out = copy("--dest-creds=ci:ci-password", &from, &dest(repo));
+        assert!(out.status.success(), "push by ci to {repo}: {}", describe(&out));
+    }
+
+    let back = dir.join("back");
+    let out = copy("--src-creds=reader:reader-password", &dest("e2e/private"), &format!("oci:{}:v1", back.display()));
+    assert!(out.status.success(), "pull by reader: {}", describe(&out));
+    let pulled = Layout::open(&back);
+    assert_eq!(pulled.reference("v1").digest, image.manifest.digest);
+    for layer in &image.layers {
+        assert_eq!(sha256(&pulled.blob(&layer.digest)), layer.digest);
+    }
+
+    let anon = dir.join("anon");
+    let out = copy("--src-no-creds", &dest("public/app"), &format!("oci:{}:v1", anon.display()));
+    assert!(out.status.success(), "anonymous pull of a public repository: {}", describe(&out));
+    assert_eq!(Layout::open(&anon).reference("v1").digest, image.manifest.digest);
+    let out = copy("--src-no-creds", &dest("e2e/private"), &format!("oci:{}:v1", anon.display()));
+    assert!(!out.status.success(), "anonymous pull of a private repository worked: {}", describe(&out));
+
+    let out = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds=ci:ci-password",
+        &format!("docker://{}/e2e/private", server.host()),
+    ]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"v1\""), "{}", describe(&out));
+
+    let log = server.log();
+    for secret in ["ci-password", "reader-password", SECRET] {
+        assert!(!log.contains(secret), "the server logged a secret ({secret})");
+    }
+}
+
+#[tokio::test]
+async fn skopeo_with_creds_against_an_auth_enabled_server() {
+    if !require_tool("skopeo", "skopeo_with_creds_against_an_auth_enabled_server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (policy_file, secret_file, root) =
+        (dir.path().join("auth.toml"), dir.path().join("secret"), dir.path().join("data"));
+    std::fs::write(&policy_file, policy()).unwrap();
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let args = [
+        OsStr::new("--storage"),
+        OsStr::new("fs"),
+        OsStr::new("--root"),
+        root.as_os_str(),
+        OsStr::new("--auth"),
+        policy_file.as_os_str(),
+        OsStr::new("--auth-secret-file"),
+        secret_file.as_os_str(),
+    ];
+    let server = Server::start_with(&args);
+    scenario(&server, dir.path());
+}
+
+/// S3 mode: the policy is an object in the bucket, and the server refuses to start without `--auth`.
+#[tokio::test]
+async fn s3_mode_reads_the_policy_from_the_bucket_and_requires_auth() {
+    let test = "s3_mode_reads_the_policy_from_the_bucket_and_requires_auth";
+    let (Ok(endpoint), Ok(bucket)) = (std::env::var("BERTH_TEST_S3_ENDPOINT"), std::env::var("BERTH_TEST_S3_BUCKET"))
+    else {
+        if std::env::var_os("CI").is_some() {
+            panic!("{test}: BERTH_TEST_S3_ENDPOINT/BUCKET must be set by scripts/test");
+        }
+        skip(&format!("{test}: BERTH_TEST_S3_ENDPOINT is not set"));
+        return;
+    };
+    if !require_tool("skopeo", test) {
+        return;
+    }
+    let prefix = format!("berth-e2e/{}", unique());
+    let s3 = |args: &[&str]| {
+        let mut command = Command::new(binary());
+        command.args(["serve", "--listen", "127.0.0.1:0", "--storage", "s3", "--s3-path-style"]);
+        command.args(["--s3-endpoint", &endpoint, "--s3-bucket", &bucket, "--s3-prefix", &prefix]).args(args);
+        run(&mut command, Duration::from_secs(60))
+    };
+    let refused = s3(&[]);
+    assert!(!refused.status.success(), "S3 mode started without --auth: {}", describe(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--auth"), "{}", describe(&refused));
+    let refused = s3(&["--auth", &format!("s3://{bucket}/{prefix}/missing.toml")]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no such object"), "{}", describe(&refused));
+
+    let root = S3Storage::new(S3Options {
+        bucket: bucket.clone(),
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint.clone()),
+        public_endpoint: None,
+        path_style: true,
+        prefix: String::new(),
+    })
+    .await;
+    let key = format!("{prefix}-auth.toml");
+    root.put(&key, Bytes::from(policy()), Condition::Overwrite).await.expect("policy object written");
+    let source = format!("s3://{bucket}/{key}");
+    let refused = s3(&["--auth", &source]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("secret"), "no secret: {}", describe(&refused));
+
+    let server = Server::start_s3_with(&endpoint, &bucket, &prefix, &["--auth", &source, "--auth-secret", SECRET]);
+    let dir = tempfile::tempdir().unwrap();
+    scenario(&server, dir.path());
+}
