@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the registry API over HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Hash a password and print the `[users]` line of an auth policy.
     User(UserArgs),
 }
@@ -160,7 +160,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve::run(args)) {
+    match runtime.block_on(serve::run(*args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -211,6 +211,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_policy_parses_and_means_what_it_says() {
+        let p = Policy::parse(include_str!("../../../../infra/berth-auth.example.toml")).unwrap();
+        assert_eq!(p.allowed(Some("alice"), "any/thing"), set(&Action::ALL));
+        assert_eq!(p.allowed(Some("ci"), "team/app"), set(&[Action::Pull, Action::Push]));
+        assert_eq!(p.allowed(Some("ci"), "other"), set(&[Action::Pull]));
+        assert_eq!(p.allowed(None, "public/app"), set(&[Action::Pull]));
+        assert_eq!(p.allowed(None, "team/app"), set(&[]));
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let bad = |text: &str| Policy::parse(text).err().unwrap();
         assert!(bad("[users]\na = \"plain\"\n").contains("users.a"));
