@@ -58,10 +58,15 @@ fn copy(creds: &str, from: &str, to: &str) -> Output {
     skopeo(&["copy", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false", creds, from, to])
 }
 
-fn assert_refused(out: &Output, what: &str, expected: &str) {
+/// Asserts that skopeo failed on a refusal (its message for both 401 and 403 says "denied"),
+/// and that the server's last answer to it had `status`.
+fn assert_refused(server: &Server, out: &Output, what: &str, status: u16) {
     assert!(!out.status.success(), "{what} should have been refused: {}", describe(out));
     let text = String::from_utf8_lossy(&out.stderr).to_lowercase();
-    assert!(text.contains(expected), "{what}: expected {expected:?} in the error: {}", describe(out));
+    assert!(text.contains("denied") || text.contains("unauthorized"), "{what}: not a refusal: {}", describe(out));
+    let log = server.log();
+    let last = log.lines().filter(|l| l.contains("status=")).next_back().unwrap_or_default();
+    assert!(last.contains(&format!("status={status}")), "{what}: the last request was not answered {status}: {last}");
 }
 
 /// The client-side scenario against a running auth-enabled server.
@@ -72,17 +77,12 @@ fn scenario(server: &Server, dir: &Path) {
     let from = src.name("v1");
     let dest = |repo: &str| format!("docker://{}/{repo}:v1", server.host());
 
-    assert_refused(&copy("--dest-no-creds", &from, &dest("e2e/private")), "anonymous push", "unauthorized");
-    assert_refused(
-        &copy("--dest-creds=ci:wrong-password", &from, &dest("e2e/private")),
-        "push with a wrong password",
-        "unauthorized",
-    );
-    assert_refused(
-        &copy("--dest-creds=reader:reader-password", &from, &dest("e2e/private")),
-        "push by a pull-only user",
-        "denied",
-    );
+    let out = copy("--dest-no-creds", &from, &dest("e2e/private"));
+    assert_refused(server, &out, "anonymous push", 401);
+    let out = copy("--dest-creds=ci:wrong-password", &from, &dest("e2e/private"));
+    assert_refused(server, &out, "push with a wrong password", 401);
+    let out = copy("--dest-creds=reader:reader-password", &from, &dest("e2e/private"));
+    assert_refused(server, &out, "push by a pull-only user", 403);
 
     for repo in ["e2e/private", "public/app"] {
         let out = copy("--dest-creds=ci:ci-password", &from, &dest(repo));

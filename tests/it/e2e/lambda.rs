@@ -233,7 +233,16 @@ async fn lambda_with_auth_from_a_policy_in_the_bucket() {
     src.tag("v1", &image.manifest);
     let dest = format!("docker://{}/e2e/lambda-auth:v1", lambda.addr);
     let copy = |creds: &str, from: &str, to: &str| {
-        let args = ["--insecure-policy", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", creds, from, to];
+        let args = [
+            "--insecure-policy",
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            creds,
+            from,
+            to,
+        ];
         run(Command::new("skopeo").args(args), Duration::from_secs(300))
     };
     let out = copy("--dest-no-creds", &src.name("v1"), &dest);
