@@ -65,7 +65,7 @@ fn assert_refused(server: &Server, out: &Output, what: &str, status: u16) {
     let text = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(text.contains("denied") || text.contains("unauthorized"), "{what}: not a refusal: {}", describe(out));
     let log = server.log();
-    let last = log.lines().filter(|l| l.contains("status=")).next_back().unwrap_or_default();
+    let last = log.lines().rfind(|l| l.contains("status=")).unwrap_or_default();
     assert!(last.contains(&format!("status={status}")), "{what}: the last request was not answered {status}: {last}");
 }
 
