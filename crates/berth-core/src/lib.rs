@@ -30,7 +30,7 @@ use std::time::Duration;
 use ::http::{Method, Request, Response, StatusCode};
 use berth_storage::Storage;
 
-use crate::auth::{Auth, Caller};
+use crate::auth::{Auth, Caller, User};
 use crate::error::{ErrorKind, RegistryError, Result};
 use crate::http::{Body, ClientAddr, Query, Reply, RequestBody};
 use crate::route::Route;
@@ -104,7 +104,7 @@ impl Registry {
         let (parts, mut body) = request.into_parts();
         let head = parts.method == Method::HEAD;
         let path = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy().into_owned();
-        let req = Req {
+        let mut req = Req {
             method: parts.method,
             query: Query::parse(parts.uri.query()),
             authority: parts.uri.authority().map(|a| a.to_string()),
@@ -112,9 +112,9 @@ impl Registry {
             headers: parts.headers,
             caller: Caller::Open,
         };
-        let result = self.dispatch(&path, req, &mut body).await;
+        let result = self.dispatch(&path, &mut req, &mut body).await;
         drain(&mut body).await;
-        match result {
+        let mut response = match result {
             Ok(reply) => reply.finish(head),
             Err(err) => {
                 if err.kind == ErrorKind::Internal {
@@ -122,16 +122,21 @@ impl Registry {
                 }
                 Reply::from(&err).finish(head)
             }
+        };
+        if let Some(user) = req.caller.user() {
+            response.extensions_mut().insert(User(user.to_string()));
         }
+        response
     }
 
-    async fn dispatch(&self, path: &str, mut req: Req, body: &mut RequestBody) -> Result<Reply> {
+    async fn dispatch(&self, path: &str, req: &mut Req, body: &mut RequestBody) -> Result<Reply> {
         let route = route::parse(path)?;
         if route == Route::Token {
             return self.token(&req, body).await;
         }
-        req.caller = self.authenticate(&req).await?;
-        self.authorize(&req.caller, &route, &req)?;
+        req.caller = self.authenticate(req).await?;
+        self.authorize(&req.caller, &route, req)?;
+        let req = &*req;
         let m = req.method.clone();
         let get = m == Method::GET || m == Method::HEAD;
         match route {

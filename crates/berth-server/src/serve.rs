@@ -10,6 +10,7 @@ use std::time::Instant;
 use axum::body::HttpBody;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
+use berth_core::auth::User;
 use berth_core::http::{Body, BoxError, ClientAddr};
 use berth_core::{Config, Registry};
 use berth_s3::{S3Options, S3Storage};
@@ -111,9 +112,11 @@ async fn handle(State(registry): State<Registry>, request: Request) -> Response 
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     let sent: u64 = response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let user = response.extensions().get::<User>().map(|u| u.0.as_str());
     tracing::info!(
         %method,
         path,
+        user,
         status = response.status().as_u16(),
         bytes_in = received.load(Ordering::Relaxed),
         bytes_out = sent,

@@ -114,6 +114,10 @@ fn scenario(server: &Server, dir: &Path) {
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"v1\""), "{}", describe(&out));
 
     let log = server.log();
+    assert!(
+        log.lines().any(|l| l.contains("user=\"ci\"") && l.contains("method=PUT") && l.contains("status=201")),
+        "the log does not say who pushed:\n{log}"
+    );
     for secret in ["ci-password", "reader-password", SECRET] {
         assert!(!log.contains(secret), "the server logged a secret ({secret})");
     }

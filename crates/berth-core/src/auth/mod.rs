@@ -160,6 +160,10 @@ impl Auth {
     }
 }
 
+/// The authenticated user of a request, put in the response's extensions for the shells' logs.
+#[derive(Debug, Clone)]
+pub struct User(pub String);
+
 /// Who is calling, as established from the `Authorization` header.
 pub(crate) enum Caller {
     /// Authentication is off: everything is allowed.
@@ -174,7 +178,7 @@ pub(crate) enum Caller {
 
 impl Caller {
     /// The user name the policy knows the caller by (`None`: anonymous).
-    fn user(&self) -> Option<&str> {
+    pub(crate) fn user(&self) -> Option<&str> {
         match self {
             Caller::User(user) => Some(user),
             Caller::Token(claims) if !claims.sub.is_empty() => Some(&claims.sub),
