@@ -132,7 +132,7 @@ impl Registry {
     async fn dispatch(&self, path: &str, req: &mut Req, body: &mut RequestBody) -> Result<Reply> {
         let route = route::parse(path)?;
         if route == Route::Token {
-            return self.token(&req, body).await;
+            return self.token(req, body).await;
         }
         req.caller = self.authenticate(req).await?;
         self.authorize(&req.caller, &route, req)?;
@@ -141,19 +141,19 @@ impl Registry {
         let get = m == Method::GET || m == Method::HEAD;
         match route {
             Route::Base if get => Ok(Reply::new(StatusCode::OK).json(&serde_json::json!({}))),
-            Route::Catalog if get => self.catalog(&req).await,
-            Route::Tags(name) if get => self.tags_list(&name, &req).await,
+            Route::Catalog if get => self.catalog(req).await,
+            Route::Tags(name) if get => self.tags_list(&name, req).await,
             Route::Manifest(name, r) if get => self.get_manifest(&name, &r).await,
-            Route::Manifest(name, r) if m == Method::PUT => self.put_manifest(&name, &r, &req, body).await,
+            Route::Manifest(name, r) if m == Method::PUT => self.put_manifest(&name, &r, req, body).await,
             Route::Manifest(name, r) if m == Method::DELETE => self.delete_manifest(&name, &r).await,
-            Route::Blob(name, d) if get => self.get_blob(&name, &d, &req).await,
+            Route::Blob(name, d) if get => self.get_blob(&name, &d, req).await,
             Route::Blob(name, d) if m == Method::DELETE => self.delete_blob(&name, &d).await,
-            Route::UploadStart(name) if m == Method::POST => self.start_upload(&name, &req, body).await,
+            Route::UploadStart(name) if m == Method::POST => self.start_upload(&name, req, body).await,
             Route::Upload(name, id) if get => self.upload_status(&name, &id).await,
-            Route::Upload(name, id) if m == Method::PATCH => self.patch_upload(&name, &id, &req, body).await,
-            Route::Upload(name, id) if m == Method::PUT => self.finish_upload(&name, &id, &req, body).await,
+            Route::Upload(name, id) if m == Method::PATCH => self.patch_upload(&name, &id, req, body).await,
+            Route::Upload(name, id) if m == Method::PUT => self.finish_upload(&name, &id, req, body).await,
             Route::Upload(name, id) if m == Method::DELETE => self.cancel_upload(&name, &id).await,
-            Route::Referrers(name, d) if get => self.referrers(&name, &d, &req).await,
+            Route::Referrers(name, d) if get => self.referrers(&name, &d, req).await,
             _ => Err(RegistryError::new(ErrorKind::MethodNotAllowed, format!("{m} is not supported on {path}"))),
         }
     }
