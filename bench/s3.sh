@@ -48,7 +48,7 @@ round() {
     case "$op" in upload) raw_up="$secs" ;; download) raw_down="$secs" ;; copy) raw_copy="$secs" ;; esac
   done < <("$raw" "$BERTH_TEST_S3_ENDPOINT" "$BERTH_TEST_S3_BUCKET" "$file" 8)
   start_server "$mib" --storage s3 --s3-bucket "$BERTH_TEST_S3_BUCKET" --s3-endpoint "$BERTH_TEST_S3_ENDPOINT" \
-    --s3-path-style --s3-prefix "bench-$mib-$$"
+    --s3-path-style --s3-prefix "bench-$mib-$$" --auth none
   local rss_idle
   rss_idle="$(peak_rss_mib)"
   push_and_pull "$file" "$digest"
