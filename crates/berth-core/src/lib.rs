@@ -160,8 +160,10 @@ impl Registry {
 }
 
 /// Most bytes of an unread request body consumed after answering, so that a client that sent a
-/// body the endpoint did not need (or one refused early) can reuse its connection.
-const DRAIN_LIMIT: usize = 1024 * 1024;
+/// body the endpoint did not need (or one refused early, e.g. a manifest PUT answered 401 before
+/// the client had a token) reads the answer instead of a reset, and can reuse its connection.
+/// Covers the largest manifest; blob bodies beyond it are cut off by closing the connection.
+const DRAIN_LIMIT: usize = manifests::MAX_MANIFEST_SIZE + 64 * 1024;
 
 /// Reads and discards what is left of a request body, up to [`DRAIN_LIMIT`] bytes. A shell sees
 /// a body still unfinished after that and closes the connection.

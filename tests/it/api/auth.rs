@@ -13,7 +13,6 @@ use berth_core::auth::policy::Policy;
 use berth_core::auth::token::{Claims, ResourceActions, TokenUse};
 use berth_core::auth::{Auth, AuthConfig};
 use berth_core::{Config, Registry};
-use berth_s3::{S3Options, S3Storage};
 use berth_storage::{MemoryStorage, Storage};
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -76,27 +75,7 @@ fn harness(store: Arc<dyn Storage>) -> Harness {
 
 /// The backends: memory, and the S3 server when scripts/test started one.
 async fn backends() -> Vec<(&'static str, Arc<dyn Storage>)> {
-    let mut all: Vec<(&'static str, Arc<dyn Storage>)> = vec![("memory", Arc::new(MemoryStorage::new()))];
-    match (std::env::var("BERTH_TEST_S3_ENDPOINT"), std::env::var("BERTH_TEST_S3_BUCKET")) {
-        (Ok(endpoint), Ok(bucket)) => {
-            let store = S3Storage::new(S3Options {
-                bucket,
-                region: "us-east-1".into(),
-                endpoint: Some(endpoint),
-                public_endpoint: None,
-                path_style: true,
-                prefix: format!("auth-{}", uuid::Uuid::new_v4().simple()),
-            })
-            .await;
-            store.check().await.expect("S3 bucket usable");
-            all.push(("s3", Arc::new(store)));
-        }
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI: BERTH_TEST_S3_ENDPOINT/BUCKET must be set by scripts/test")
-        }
-        _ => eprintln!("SKIPPED (S3 part): BERTH_TEST_S3_ENDPOINT is not set; auth suite on memory only"),
-    }
-    all
+    super::backends("BERTH_TEST_S3", "s3", "auth").await
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -194,6 +173,10 @@ async fn anonymous_is_challenged(h: &Harness) {
     assert_challenge(&r, Some("repository:team/app:pull,push"));
     let r = h.send(Method::GET, "/v2/team/app/manifests/latest", &host, b"").await;
     assert_challenge(&r, Some("repository:team/app:pull"));
+    // A mount asks for pull on its source too, so that one token serves it.
+    let mount = format!("/v2/team/app/blobs/uploads/?mount={}&from=public/app", super::sha256(b"x"));
+    let r = h.send(Method::POST, &mount, &host, b"").await;
+    assert_challenge(&r, Some("repository:team/app:pull,push repository:public/app:pull"));
     let r = h.send(Method::DELETE, "/v2/team/app/manifests/latest", &host, b"").await;
     assert_challenge(&r, Some("repository:team/app:delete"));
     let r = h.send(Method::GET, "/v2/_catalog", &host, b"").await;
@@ -369,6 +352,23 @@ async fn mount_needs_pull_on_from(h: &Harness) {
     // alice may pull private/src: mounted.
     let r = h.send(Method::POST, &uri, &[("authorization", &alice)], b"").await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    // With a token for the target only, alice is asked to get one that covers the source too…
+    let t = token(h, Some(("alice", "alice-pw")), &["repository:team/dst2:pull,push"]).await;
+    let uri = format!("/v2/team/dst2/blobs/uploads/?mount={digest}&from=private/src");
+    let r = h.send(Method::POST, &uri, &[("authorization", &bearer(&t))], b"").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+    let challenge = r.header("www-authenticate").unwrap();
+    assert!(challenge.contains("scope=\"repository:team/dst2:pull,push repository:private/src:pull\""), "{challenge}");
+    // …with which the mount happens.
+    let t =
+        token(h, Some(("alice", "alice-pw")), &["repository:team/dst2:pull,push", "repository:private/src:pull"]).await;
+    let r = h.send(Method::POST, &uri, &[("authorization", &bearer(&t))], b"").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    // bob's token lacks the source, and the policy would not grant it: a plain upload, no challenge.
+    let t = token(h, Some(("bob", "bob-pw")), &["repository:team/dst:pull,push"]).await;
+    let uri = format!("/v2/team/dst/blobs/uploads/?mount={digest}&from=private/src");
+    let r = h.send(Method::POST, &uri, &[("authorization", &bearer(&t))], b"").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
 }
 
 async fn catalog_lists_what_the_caller_may_pull(h: &Harness) {

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use berth_core::digest::{Algorithm, Digest};
 use berth_core::http::{Body, RequestBody};
 use berth_core::{Config, Registry};
+use berth_s3::{S3Options, S3Storage};
 use berth_storage::{MemoryStorage, Storage};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
@@ -151,6 +152,30 @@ impl Harness {
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         self.store.list(prefix, None, 10_000).await.unwrap().keys
     }
+}
+
+/// Memory, and the S3 server at `<var>_ENDPOINT` with bucket `<var>_BUCKET` (under a fresh
+/// prefix starting with `prefix`) when the test script started it; under CI it must have.
+pub async fn backends(var: &str, label: &'static str, prefix: &str) -> Vec<(&'static str, Arc<dyn Storage>)> {
+    let mut all: Vec<(&'static str, Arc<dyn Storage>)> = vec![("memory", Arc::new(MemoryStorage::new()))];
+    match (std::env::var(format!("{var}_ENDPOINT")), std::env::var(format!("{var}_BUCKET"))) {
+        (Ok(endpoint), Ok(bucket)) => {
+            let store = S3Storage::new(S3Options {
+                bucket,
+                region: "us-east-1".into(),
+                endpoint: Some(endpoint),
+                public_endpoint: None,
+                path_style: true,
+                prefix: format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+            })
+            .await;
+            store.check().await.unwrap_or_else(|e| panic!("{label} bucket unusable: {e}"));
+            all.push((label, Arc::new(store)));
+        }
+        _ if std::env::var_os("CI").is_some() => panic!("CI: {var}_ENDPOINT/_BUCKET must be set by scripts/test"),
+        _ => eprintln!("SKIPPED ({label} part): {var}_ENDPOINT is not set; memory only"),
+    }
+    all
 }
 
 pub fn sha256(data: &[u8]) -> String {

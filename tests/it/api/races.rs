@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use berth_core::Config;
-use berth_s3::{S3Options, S3Storage};
-use berth_storage::{MemoryStorage, Storage};
+use berth_storage::Storage;
 use futures_util::future::join_all;
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -15,27 +14,7 @@ use super::{Harness, OCI_MANIFEST, bytes, image, sha256};
 
 /// The backends to race on: memory, and moto when the test script started it.
 async fn backends() -> Vec<(&'static str, Arc<dyn Storage>)> {
-    let mut all: Vec<(&'static str, Arc<dyn Storage>)> = vec![("memory", Arc::new(MemoryStorage::new()))];
-    match (std::env::var("BERTH_TEST_MOTO_ENDPOINT"), std::env::var("BERTH_TEST_MOTO_BUCKET")) {
-        (Ok(endpoint), Ok(bucket)) => {
-            let store = S3Storage::new(S3Options {
-                bucket,
-                region: "us-east-1".into(),
-                endpoint: Some(endpoint),
-                public_endpoint: None,
-                path_style: true,
-                prefix: format!("races-{}", uuid::Uuid::new_v4().simple()),
-            })
-            .await;
-            store.check().await.expect("moto bucket usable");
-            all.push(("moto", Arc::new(store)));
-        }
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI: BERTH_TEST_MOTO_ENDPOINT/BUCKET must be set by scripts/test")
-        }
-        _ => eprintln!("SKIPPED (moto part): BERTH_TEST_MOTO_ENDPOINT is not set; racing on memory only"),
-    }
-    all
+    super::backends("BERTH_TEST_MOTO", "moto", "races").await
 }
 
 fn harness(store: Arc<dyn Storage>) -> Harness {

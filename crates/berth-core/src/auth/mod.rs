@@ -232,13 +232,17 @@ fn need<'a>(route: &'a Route, method: &Method) -> Need<'a> {
     }
 }
 
-/// The scope a challenge asks for: what a client should request to be let through.
-fn scope(name: &Name, action: Action) -> String {
+/// The scope a challenge asks for: what a client should request to be let through (with pull on
+/// the source of a mount, as distribution asks too, so one token serves the mount).
+fn scope(name: &Name, action: Action, mount_from: Option<&Name>) -> String {
     let actions = match action {
         Action::Push => "pull,push",
         a => a.as_str(),
     };
-    format!("repository:{name}:{actions}")
+    match mount_from {
+        Some(from) => format!("repository:{name}:{actions} repository:{from}:pull"),
+        None => format!("repository:{name}:{actions}"),
+    }
 }
 
 impl Registry {
@@ -289,10 +293,26 @@ impl Registry {
             }
             Need::Repo(name, action) => (name, action),
         };
+        let scope = scope(name, action, mount_source(route, req).as_ref());
         if caller.may(Some(auth), name, action) {
-            return Ok(());
+            return match mount_source(route, req) {
+                // A mount whose token lacks pull on the source, which the policy would grant: ask
+                // for a token that covers both, so the blob is mounted rather than sent again.
+                // (Without the policy's consent the handler falls back to a normal upload.)
+                Some(from)
+                    if matches!(caller, Caller::Token(_))
+                        && !caller.may(Some(auth), &from, Action::Pull)
+                        && auth.policy.allowed(caller.user(), from.as_str()).contains(&Action::Pull) =>
+                {
+                    Err(RegistryError::new(
+                        ErrorKind::Unauthorized,
+                        format!("the token does not grant pull on repository {from}, the source of the mount"),
+                    )
+                    .with_header(WWW_AUTHENTICATE, challenge(Some(&scope), Some("insufficient_scope"))))
+                }
+                _ => Ok(()),
+            };
         }
-        let scope = scope(name, action);
         let verb = action.as_str();
         let policy_allows = auth.policy.allowed(caller.user(), name.as_str()).contains(&action);
         match caller {
@@ -312,6 +332,13 @@ impl Registry {
             )),
         }
     }
+}
+
+/// The source repository of a cross-repository mount (`POST …/blobs/uploads/?mount=…&from=…`).
+fn mount_source(route: &Route, req: &Req) -> Option<Name> {
+    let Route::UploadStart(name) = route else { return None };
+    req.query.get("mount")?;
+    Name::parse(req.query.get("from")?).ok().filter(|from| from != name)
 }
 
 /// Decodes `base64(user:password)`.
