@@ -81,6 +81,11 @@ struct ServeArgs {
     /// Log line format.
     #[arg(long, value_enum, env = "BERTH_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// Behind a reverse proxy: take the client's address (which failed logins are counted by)
+    /// from the last entry of `X-Forwarded-For`, which the proxy appends. Only with a proxy that
+    /// sets it: clients could otherwise choose their address.
+    #[arg(long, env = "BERTH_TRUST_FORWARDED_FOR")]
+    trust_forwarded_for: bool,
 }
 
 /// Where the S3 backend keeps its data. Credentials come from the standard AWS chain

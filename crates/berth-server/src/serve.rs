@@ -1,7 +1,7 @@
 //! `berth serve`: the engine over the filesystem, memory or S3, behind an axum/hyper HTTP server, with one log line per request
 //! (including the storage calls it made) and graceful shutdown on SIGINT/SIGTERM.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
@@ -47,8 +47,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(auth) = auth {
         registry = registry.with_auth(auth);
     }
-    let app =
-        axum::Router::new().fallback(handle).with_state(registry).into_make_service_with_connect_info::<SocketAddr>();
+    let app = axum::Router::new()
+        .fallback(handle)
+        .with_state(App { registry, trust_forwarded_for: args.trust_forwarded_for });
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -83,13 +85,30 @@ async fn s3_storage(args: &S3Args) -> Result<S3Storage, String> {
 }
 
 /// Adapts axum's types to the engine's, and logs the request.
-async fn handle(State(registry): State<Registry>, request: Request) -> Response {
+/// What the request handler needs.
+#[derive(Clone)]
+struct App {
+    registry: Registry,
+    /// Take the client's address from the last `X-Forwarded-For` entry (set by a trusted proxy).
+    trust_forwarded_for: bool,
+}
+
+/// The client's address: the TCP peer, or what the proxy in front appended to `X-Forwarded-For`.
+fn client_addr(parts: &http::request::Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
+    let forwarded = || {
+        let header = parts.headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
+        header.rsplit(',').next()?.trim().parse().ok()
+    };
+    let peer = || parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    if trust_forwarded_for { forwarded().or_else(peer) } else { peer() }
+}
+
+async fn handle(State(app): State<App>, request: Request) -> Response {
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
     let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
-    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        let client = ClientAddr(peer.ip());
-        parts.extensions.insert(client);
+    if let Some(ip) = client_addr(&parts, app.trust_forwarded_for) {
+        parts.extensions.insert(ClientAddr(ip));
     }
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
@@ -107,7 +126,7 @@ async fn handle(State(registry): State<Registry>, request: Request) -> Response 
             end_flag.store(true, Ordering::Relaxed);
             Poll::Ready(None)
         }));
-    let (mut response, calls) = calls::count(registry.handle(Request::from_parts(parts, Box::pin(body)))).await;
+    let (mut response, calls) = calls::count(app.registry.handle(Request::from_parts(parts, Box::pin(body)))).await;
     if !ended.load(Ordering::Relaxed) {
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }

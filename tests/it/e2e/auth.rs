@@ -194,3 +194,45 @@ async fn s3_mode_reads_the_policy_from_the_bucket_and_requires_auth() {
     let dir = tempfile::tempdir().unwrap();
     scenario(&server, dir.path());
 }
+
+/// Failed logins are counted per client address: the TCP peer, or with `--trust-forwarded-for`
+/// the address the proxy appended to `X-Forwarded-For`. After 5 failures the address gets 429.
+#[tokio::test]
+async fn failed_logins_are_throttled_per_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy_file = dir.path().join("auth.toml");
+    std::fs::write(&policy_file, policy()).unwrap();
+    let start = |trust: bool| {
+        let mut args =
+            vec![OsStr::new("--storage"), OsStr::new("memory"), OsStr::new("--auth"), policy_file.as_os_str()];
+        if trust {
+            args.push(OsStr::new("--trust-forwarded-for"));
+        }
+        Server::start_with(&args)
+    };
+    let login = |server: &Server, password: &str, forwarded: &str| {
+        let request = super::http()
+            .get(server.url("/v2/"))
+            .basic_auth("ci", Some(password))
+            .header("x-forwarded-for", format!("203.0.113.9, {forwarded}"));
+        async move { request.send().await.unwrap() }
+    };
+
+    let proxied = start(true);
+    for _ in 0..5 {
+        assert_eq!(login(&proxied, "wrong", "198.51.100.1").await.status(), 401);
+    }
+    let refused = login(&proxied, "ci-password", "198.51.100.1").await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["errors"][0]["code"], "TOOMANYREQUESTS");
+    assert_eq!(login(&proxied, "ci-password", "198.51.100.2").await.status(), 200, "another client is not throttled");
+
+    // Without the flag the header is the client's word, and ignored: all of these come from 127.0.0.1.
+    let direct = start(false);
+    for i in 0..5 {
+        assert_eq!(login(&direct, "wrong", &format!("198.51.100.{i}")).await.status(), 401);
+    }
+    assert_eq!(login(&direct, "ci-password", "198.51.100.200").await.status(), 429);
+}
