@@ -131,6 +131,9 @@ impl Registry {
 
     async fn dispatch(&self, path: &str, req: &mut Req, body: &mut RequestBody) -> Result<Reply> {
         let route = route::parse(path)?;
+        if let Some(auth) = &self.auth {
+            auth.refresh();
+        }
         if route == Route::Token {
             return self.token(req, body).await;
         }

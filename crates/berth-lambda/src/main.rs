@@ -4,7 +4,8 @@
 //! optionally `BERTH_S3_PREFIX`, `BERTH_S3_ENDPOINT`, `BERTH_S3_PATH_STYLE`,
 //! `BERTH_S3_PUBLIC_ENDPOINT`, `BERTH_REDIRECT_TTL`); the region and credentials from Lambda's.
 //! Authentication is required: `BERTH_AUTH` is an `s3://bucket/key` policy (read once at
-//! init, the one network call before the first invocation) or `none`; `BERTH_AUTH_SECRET` signs
+//! init, the one network call before the first invocation, and again every 30 s after:
+//! `BERTH_AUTH_RELOAD`) or `none`; `BERTH_AUTH_SECRET` signs
 //! tokens; `BERTH_AUTH_SERVICE`, `BERTH_PUBLIC_URL` and `BERTH_TOKEN_TTL` are optional.
 //! Everything is built once, before the first invocation; logs are JSON lines on stdout for
 //! CloudWatch.
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::auth::policy::Policy;
-use berth_core::auth::{Auth, AuthConfig};
+use berth_core::auth::{Auth, AuthConfig, PolicySource};
 
 use berth_core::{Config, Registry};
 use berth_s3::{S3Options, S3Storage};
@@ -23,14 +24,32 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The policy object, read again every [`RELOAD`] while the instance lives.
+struct S3Policy(Arc<S3Storage>, String);
+
+#[async_trait::async_trait]
+impl PolicySource for S3Policy {
+    async fn read(&self) -> Result<String, String> {
+        self.0.read_uri(&self.1).await
+    }
+}
+
+/// How often an instance reads the policy again (`BERTH_AUTH_RELOAD` overrides).
+const RELOAD: Duration = Duration::from_secs(30);
+
 /// The auth of the function, from `BERTH_AUTH*`; refuses to start without an explicit choice.
-async fn auth(store: &S3Storage) -> Result<Option<Auth>, Error> {
+async fn auth(store: &Arc<S3Storage>) -> Result<Option<Auth>, Error> {
     let source = env("BERTH_AUTH").ok_or("BERTH_AUTH is not set: give an s3://bucket/key policy, or `none`")?;
     if source == "none" {
         tracing::warn!("authentication is off (BERTH_AUTH=none): anyone can push and delete");
         return Ok(None);
     }
-    let policy = Policy::parse(&store.read_uri(&source).await?).map_err(|e| format!("auth policy {source}: {e}"))?;
+    let reader = Arc::new(S3Policy(store.clone(), source.clone()));
+    let policy = Policy::parse(&reader.read().await?).map_err(|e| format!("auth policy {source}: {e}"))?;
+    let reload = match env("BERTH_AUTH_RELOAD") {
+        Some(every) => humantime::parse_duration(&every).map_err(|e| format!("BERTH_AUTH_RELOAD {every:?}: {e}"))?,
+        None => RELOAD,
+    };
     let token_ttl = match env("BERTH_TOKEN_TTL") {
         Some(ttl) => humantime::parse_duration(&ttl).map_err(|e| format!("BERTH_TOKEN_TTL {ttl:?}: {e}"))?,
         None => Duration::from_secs(300),
@@ -42,6 +61,7 @@ async fn auth(store: &S3Storage) -> Result<Option<Auth>, Error> {
         public_url: env("BERTH_PUBLIC_URL"),
         token_ttl,
         refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+        reload: Some((reader, reload)),
     })?;
     tracing::info!(policy = source, "authentication on");
     Ok(Some(auth))
@@ -74,8 +94,9 @@ async fn main() -> Result<(), Error> {
     })
     .await;
     let config = Config { max_body: Some(berth_lambda::MAX_BODY), redirect_ttl, ..Config::default() };
+    let store = Arc::new(store);
     let auth = auth(&store).await?;
-    let mut registry = Registry::new(Arc::new(store), config);
+    let mut registry = Registry::new(store, config);
     if let Some(auth) = auth {
         registry = registry.with_auth(auth);
     }

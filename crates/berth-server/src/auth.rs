@@ -1,15 +1,17 @@
 //! `--auth` and friends: builds the engine's [`Auth`] from a policy file, an `s3://` object, or
-//! nothing (`--auth none`, or no flag on a local backend, where the registry stays open).
+//! nothing (`--auth none`, or no flag on a local backend, where the registry stays open). The
+//! policy is read again every `--auth-reload`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use berth_core::auth::{Auth, AuthConfig, MIN_SECRET_LEN, policy::Policy};
+use berth_core::auth::{Auth, AuthConfig, MIN_SECRET_LEN, PolicySource, policy::Policy};
 use berth_s3::S3Storage;
 
 use crate::{AuthArgs, StorageKind};
 
 /// The auth of a `berth serve`: `Ok(None)` leaves the registry open.
-pub async fn setup(args: &AuthArgs, storage: StorageKind, s3: Option<&S3Storage>) -> Result<Option<Auth>, String> {
+pub async fn setup(args: &AuthArgs, storage: StorageKind, s3: Option<Arc<S3Storage>>) -> Result<Option<Auth>, String> {
     let source = match args.auth.as_deref() {
         Some("none") => {
             tracing::warn!("authentication is off (--auth none): anyone who reaches this port can push and delete");
@@ -26,13 +28,12 @@ pub async fn setup(args: &AuthArgs, storage: StorageKind, s3: Option<&S3Storage>
             return Ok(None);
         }
     };
-    let text = match (source.starts_with("s3://"), s3) {
-        (true, Some(s3)) => s3.read_uri(source).await?,
+    let reader: Arc<dyn PolicySource> = match (source.starts_with("s3://"), s3) {
+        (true, Some(s3)) => Arc::new(Source::S3(s3, source.to_string())),
         (true, None) => return Err(format!("--auth {source}: an s3:// policy needs --storage s3")),
-        (false, _) => {
-            std::fs::read_to_string(source).map_err(|e| format!("cannot read the auth policy {source}: {e}"))?
-        }
+        (false, _) => Arc::new(Source::File(PathBuf::from(source))),
     };
+    let text = reader.read().await?;
     let policy = Policy::parse(&text).map_err(|e| format!("auth policy {source}: {e}"))?;
     let secret = match (&args.auth_secret, &args.auth_secret_file) {
         (Some(secret), _) => secret.trim().as_bytes().to_vec(),
@@ -55,6 +56,7 @@ pub async fn setup(args: &AuthArgs, storage: StorageKind, s3: Option<&S3Storage>
         public_url: args.public_url.clone(),
         token_ttl: args.token_ttl,
         refresh_ttl: args.refresh_token_ttl,
+        reload: Some((reader, args.auth_reload)),
     })?;
     tracing::info!(policy = source, service = %args.auth_service, "authentication on");
     Ok(Some(auth))
@@ -63,4 +65,22 @@ pub async fn setup(args: &AuthArgs, storage: StorageKind, s3: Option<&S3Storage>
 fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(text.trim().as_bytes().to_vec())
+}
+
+/// Where the policy is read from.
+enum Source {
+    File(PathBuf),
+    S3(Arc<S3Storage>, String),
+}
+
+#[async_trait::async_trait]
+impl PolicySource for Source {
+    async fn read(&self) -> Result<String, String> {
+        match self {
+            Source::File(path) => tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| format!("cannot read the auth policy {}: {e}", path.display())),
+            Source::S3(s3, uri) => s3.read_uri(uri).await,
+        }
+    }
 }

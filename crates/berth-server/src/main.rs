@@ -138,6 +138,9 @@ struct AuthArgs {
     /// Lifetime of access tokens.
     #[arg(long, env = "BERTH_TOKEN_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
     token_ttl: std::time::Duration,
+    /// How often the policy is read again; a changed policy applies without a restart.
+    #[arg(long, env = "BERTH_AUTH_RELOAD", default_value = "30s", value_parser = humantime::parse_duration)]
+    auth_reload: std::time::Duration,
     /// Lifetime of refresh tokens (what `docker login` keeps).
     #[arg(long, env = "BERTH_REFRESH_TOKEN_TTL", default_value = "30days", value_parser = humantime::parse_duration)]
     refresh_token_ttl: std::time::Duration,

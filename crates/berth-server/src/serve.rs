@@ -33,9 +33,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         ),
         StorageKind::Memory => (Arc::new(MemoryStorage::new()), auth::setup(&args.auth, args.storage, None).await?),
         StorageKind::S3 => {
-            let s3 = s3_storage(&args.s3).await?;
-            let auth = auth::setup(&args.auth, args.storage, Some(&s3)).await?;
-            (Arc::new(s3), auth)
+            let s3 = Arc::new(s3_storage(&args.s3).await?);
+            let auth = auth::setup(&args.auth, args.storage, Some(s3.clone())).await?;
+            (s3, auth)
         }
     };
     let config = Config {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use berth_core::auth::policy::Policy;
 use berth_core::auth::token::{Claims, ResourceActions, TokenUse};
-use berth_core::auth::{Auth, AuthConfig};
+use berth_core::auth::{Auth, AuthConfig, PolicySource};
 use berth_core::{Config, Registry};
 use berth_storage::{MemoryStorage, Storage};
 use http::{Method, StatusCode};
@@ -65,6 +65,7 @@ fn auth() -> Auth {
         public_url: None,
         token_ttl: Duration::from_secs(300),
         refresh_ttl: Duration::from_secs(3600),
+        reload: None,
     })
     .unwrap()
 }
@@ -443,4 +444,58 @@ async fn failed_logins_are_throttled() {
     let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(send("192.0.2.2", basic("alice", "alice-pw")).await.status(), StatusCode::OK);
+}
+
+/// A policy source the test edits.
+struct Editable(std::sync::Mutex<String>);
+
+#[async_trait::async_trait]
+impl PolicySource for Editable {
+    async fn read(&self) -> Result<String, String> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+/// The policy is read again while the registry runs: a grant applies, a broken document is
+/// ignored, a removed user can no longer log in (the cache of checked passwords notwithstanding).
+#[tokio::test]
+async fn policy_changes_apply_without_a_restart() {
+    let hash = bcrypt::hash("bob-pw", 4).unwrap();
+    let users = format!("[users]\nbob = \"{hash}\"\n");
+    let rule =
+        |actions: &str| format!("[[rules]]\nrepositories = [\"**\"]\nwho = [\"user:bob\"]\nactions = {actions}\n");
+    let source = Arc::new(Editable(std::sync::Mutex::new(format!("{users}{}", rule("[\"pull\"]")))));
+    let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let auth = Auth::new(AuthConfig {
+        policy: Policy::parse(&source.0.lock().unwrap()).unwrap(),
+        secret: SECRET.to_vec(),
+        service: SERVICE.into(),
+        public_url: None,
+        token_ttl: Duration::from_secs(300),
+        refresh_ttl: Duration::from_secs(3600),
+        reload: Some((source.clone(), Duration::ZERO)),
+    })
+    .unwrap();
+    let h = Harness::over(Registry::new(store.clone(), Config::default()).with_auth(auth), store);
+    let bob = basic("bob", "bob-pw");
+    let push = || push_with(&h, "team/app", &bob);
+    // Each request starts a reload in the background; the one after sees its result.
+    let settle = || async {
+        h.send(Method::GET, "/v2/", &[("authorization", &bob)], b"").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    assert_eq!(push().await.status, StatusCode::FORBIDDEN);
+    *source.0.lock().unwrap() = format!("{users}{}", rule("[\"pull\", \"push\"]"));
+    settle().await;
+    assert_eq!(push().await.status, StatusCode::CREATED);
+
+    *source.0.lock().unwrap() = "[[rules]]\nthis is not toml".into();
+    settle().await;
+    assert_eq!(push().await.status, StatusCode::CREATED, "a broken policy must not replace the one in force");
+
+    *source.0.lock().unwrap() = String::new();
+    settle().await;
+    let r = push().await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "a removed user still logs in: {r:?}");
 }

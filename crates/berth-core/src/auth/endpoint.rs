@@ -91,7 +91,7 @@ impl Registry {
                         let claims = auth.tokens.verify(token, TokenUse::Refresh).map_err(|e| {
                             RegistryError::new(ErrorKind::Unauthorized, format!("refresh token refused: {e}"))
                         })?;
-                        if auth.policy.password_hash(&claims.sub).is_none() {
+                        if auth.policy.get().password_hash(&claims.sub).is_none() {
                             return Err(RegistryError::new(ErrorKind::Unauthorized, "the user no longer exists"));
                         }
                         claims.sub
@@ -140,7 +140,7 @@ fn grant(auth: &Auth, user: Option<&str>, scopes: &[&str]) -> (Vec<ResourceActio
         let actions = match requested.kind.as_str() {
             "registry" if requested.name == "catalog" => vec!["*".to_string()],
             "repository" if Name::parse(&requested.name).is_ok() => {
-                let allowed = auth.policy.allowed(user, &requested.name);
+                let allowed = auth.policy.get().allowed(user, &requested.name);
                 let wanted: BTreeSet<Action> = requested
                     .actions
                     .iter()

@@ -56,7 +56,9 @@ impl Logins {
         if let Some(wait) = self.throttled(client) {
             return Err(LoginError::Throttled(wait));
         }
-        let key = self.cache_key(user, password);
+        // The stored hash is part of the key: a changed password or a removed user (after a
+        // policy reload) is checked afresh.
+        let key = self.cache_key(user, password, policy.password_hash(user).unwrap_or_default());
         if self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&key).is_some_and(|t| t.elapsed() < CACHE_TTL) {
             return Ok(());
         }
@@ -101,12 +103,13 @@ impl Logins {
         }
     }
 
-    fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
+    fn cache_key(&self, user: &str, password: &str, stored: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.salt);
-        h.update(user.as_bytes());
-        h.update([0]);
-        h.update(password.as_bytes());
+        for part in [user, password, stored] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
         h.finalize().into()
     }
 }

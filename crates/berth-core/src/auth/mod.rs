@@ -16,6 +16,9 @@ pub mod token;
 
 mod endpoint;
 mod login;
+mod source;
+
+pub use self::source::PolicySource;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -84,11 +87,13 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     /// Lifetime of refresh tokens (what `docker login` stores).
     pub refresh_ttl: Duration,
+    /// Where to read the policy again, and how often (`None`: the policy is fixed).
+    pub reload: Option<(Arc<dyn PolicySource>, Duration)>,
 }
 
 /// The auth state of a registry.
 pub struct Auth {
-    policy: Arc<Policy>,
+    policy: Arc<source::Current>,
     tokens: Tokens,
     public_url: Option<String>,
     logins: Logins,
@@ -110,11 +115,16 @@ impl Auth {
             return Err(format!("the public URL {url:?} must start with https:// or http://"));
         }
         Ok(Self {
-            policy: Arc::new(config.policy),
+            policy: Arc::new(source::Current::new(config.policy, config.reload)),
             tokens: Tokens::new(&config.secret, &config.service, config.token_ttl, config.refresh_ttl),
             public_url,
             logins: Logins::default(),
         })
+    }
+
+    /// Starts reading the policy again when that is due.
+    pub(crate) fn refresh(&self) {
+        self.policy.refresh();
     }
 
     /// `Bearer realm=…,service=…[,scope=…][,error=…]`.
@@ -146,7 +156,7 @@ impl Auth {
 
     /// Checks a user name and password from a client.
     async fn login(&self, client: Option<IpAddr>, user: &str, password: &str) -> Result<()> {
-        match self.logins.check(&self.policy, client, user, password).await {
+        match self.logins.check(&self.policy.get(), client, user, password).await {
             Ok(()) => Ok(()),
             Err(LoginError::Invalid) => {
                 Err(RegistryError::new(ErrorKind::Unauthorized, "invalid username or password"))
@@ -196,7 +206,7 @@ impl Caller {
                     && a.name == name.as_str()
                     && a.actions.iter().any(|x| x == action.as_str() || x == "*")
             }),
-            _ => auth.policy.allowed(self.user(), name.as_str()).contains(&action),
+            _ => auth.policy.get().allowed(self.user(), name.as_str()).contains(&action),
         }
     }
 
@@ -204,7 +214,7 @@ impl Caller {
     pub(crate) fn may_see(&self, auth: Option<&Auth>, repository: &str) -> bool {
         match (auth, self) {
             (None, _) | (_, Caller::Open) => true,
-            (Some(auth), _) => auth.policy.allowed(self.user(), repository).contains(&Action::Pull),
+            (Some(auth), _) => auth.policy.get().allowed(self.user(), repository).contains(&Action::Pull),
         }
     }
 }
@@ -302,7 +312,7 @@ impl Registry {
                 Some(from)
                     if matches!(caller, Caller::Token(_))
                         && !caller.may(Some(auth), &from, Action::Pull)
-                        && auth.policy.allowed(caller.user(), from.as_str()).contains(&Action::Pull) =>
+                        && auth.policy.get().allowed(caller.user(), from.as_str()).contains(&Action::Pull) =>
                 {
                     Err(RegistryError::new(
                         ErrorKind::Unauthorized,
@@ -314,7 +324,7 @@ impl Registry {
             };
         }
         let verb = action.as_str();
-        let policy_allows = auth.policy.allowed(caller.user(), name.as_str()).contains(&action);
+        let policy_allows = auth.policy.get().allowed(caller.user(), name.as_str()).contains(&action);
         match caller {
             Caller::Anonymous => Err(RegistryError::new(
                 ErrorKind::Unauthorized,
