@@ -1,14 +1,16 @@
 //! Authentication and authorization: who is calling, and whether the route allows it.
 //!
-//! Every request passes [`Registry::authorize`] before its handler runs; it is the one place that
+//! Every request passes `Registry::authorize` before its handler runs; it is the one place that
 //! maps routes to the action they need (`pull` for GET/HEAD, `delete` for DELETE, `push` for the
 //! rest and for every upload route) and decides between going on, `401 UNAUTHORIZED` with a
 //! `WWW-Authenticate: Bearer` challenge (no or bad credentials, or a token that lacks a scope the
 //! caller could get) and `403 DENIED` (the caller is known and the policy says no).
 //!
-//! Callers present a bearer token from the token endpoint ([`endpoint`], Docker token spec),
-//! Basic credentials on any request (simple clients), or nothing (anonymous: only what the
-//! policy grants `anonymous`, and never `/v2/` itself, so that `docker login` checks passwords).
+//! Callers present a bearer token from the token endpoint (`/token`, Docker token spec: the
+//! `endpoint` module; tokens in [`token`]), Basic credentials on any request (simple clients;
+//! checked, throttled and cached in `login`), or nothing (anonymous: only what the policy grants
+//! `anonymous`, and never `/v2/` itself, so that `docker login` checks passwords). The [`policy`]
+//! says who may do what; `source` keeps it current by reading it again while the registry runs.
 
 pub mod password;
 pub mod policy;

@@ -57,7 +57,7 @@ pub enum TokenUse {
 /// The claims of a berth token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
-    /// Always [`ISSUER`].
+    /// Always `berth`.
     pub iss: String,
     /// The user; empty for an anonymous caller.
     pub sub: String,
