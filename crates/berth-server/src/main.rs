@@ -131,7 +131,7 @@ struct AuthArgs {
     /// Service name in challenges and the audience of tokens.
     #[arg(long, env = "BERTH_AUTH_SERVICE", default_value = "berth")]
     auth_service: String,
-    /// URL clients reach the registry at (the token realm is <url>/token); by default the
+    /// URL clients reach the registry at (the token realm is `<url>/token`); by default the
     /// request's Host and X-Forwarded-Proto.
     #[arg(long, env = "BERTH_PUBLIC_URL")]
     public_url: Option<String>,

@@ -1,7 +1,7 @@
 //! The storage contract of berth: a narrow, object-store shaped trait.
 //!
 //! Every backend (in-memory, filesystem, S3) implements [`Storage`] and must pass the shared
-//! suite in [`suite`] (feature `suite`). The operations mirror what S3 offers natively, so the
+//! suite in the `suite` module (feature `suite`). The operations mirror what S3 offers natively, so the
 //! S3 backend is a thin mapping and the others emulate S3's semantics:
 //!
 //! * objects are immutable blobs of bytes addressed by `/`-separated keys;
