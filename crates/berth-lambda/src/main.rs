@@ -4,9 +4,9 @@
 //! optionally `BERTH_S3_PREFIX`, `BERTH_S3_ENDPOINT`, `BERTH_S3_PATH_STYLE`,
 //! `BERTH_S3_PUBLIC_ENDPOINT`, `BERTH_REDIRECT_TTL`); the region and credentials from Lambda's.
 //! Authentication is required: `BERTH_AUTH` is an `s3://bucket/key` policy (read once at
-//! init, the one network call before the first invocation, and again every 30 s after:
-//! `BERTH_AUTH_RELOAD`) or `none`; `BERTH_AUTH_SECRET` signs
-//! tokens; `BERTH_AUTH_SERVICE`, `BERTH_PUBLIC_URL` and `BERTH_TOKEN_TTL` are optional.
+//! init, and again every 30 s after: `BERTH_AUTH_RELOAD`) or `none`; tokens are signed with
+//! `BERTH_AUTH_SECRET`, or with the SSM parameter `BERTH_AUTH_SECRET_SSM` names (read at init);
+//! `BERTH_AUTH_SERVICE`, `BERTH_PUBLIC_URL` and `BERTH_TOKEN_TTL` are optional.
 //! Everything is built once, before the first invocation; logs are JSON lines on stdout for
 //! CloudWatch.
 
@@ -56,7 +56,7 @@ async fn auth(store: &Arc<S3Storage>) -> Result<Option<Auth>, Error> {
     };
     let auth = Auth::new(AuthConfig {
         policy,
-        secret: env("BERTH_AUTH_SECRET").ok_or("BERTH_AUTH_SECRET is not set")?.into_bytes(),
+        secret: secret().await?,
         service: env("BERTH_AUTH_SERVICE").unwrap_or_else(|| "berth".into()),
         public_url: env("BERTH_PUBLIC_URL"),
         token_ttl,
@@ -65,6 +65,18 @@ async fn auth(store: &Arc<S3Storage>) -> Result<Option<Auth>, Error> {
     })?;
     tracing::info!(policy = source, "authentication on");
     Ok(Some(auth))
+}
+
+/// The token signing secret: `BERTH_AUTH_SECRET`, or the SSM parameter `BERTH_AUTH_SECRET_SSM`
+/// names (read at init, so the secret is not in the function's configuration).
+async fn secret() -> Result<Vec<u8>, Error> {
+    let secret = match (env("BERTH_AUTH_SECRET"), env("BERTH_AUTH_SECRET_SSM")) {
+        (Some(_), Some(_)) => return Err("set BERTH_AUTH_SECRET or BERTH_AUTH_SECRET_SSM, not both".into()),
+        (Some(secret), None) => secret,
+        (None, Some(name)) => berth_s3::ssm::read_parameter(&name, "us-east-1").await?,
+        (None, None) => return Err("BERTH_AUTH_SECRET or BERTH_AUTH_SECRET_SSM must be set".into()),
+    };
+    Ok(secret.trim().as_bytes().to_vec())
 }
 
 #[tokio::main]

@@ -1,6 +1,7 @@
 //! `--auth` and friends: builds the engine's [`Auth`] from a policy file, an `s3://` object, or
-//! nothing (`--auth none`, or no flag on a local backend, where the registry stays open). The
-//! policy is read again every `--auth-reload`.
+//! nothing (`--auth none`, or no flag on a local backend, where the registry stays open), with
+//! the signing secret from a flag, a file or SSM Parameter Store. The policy is read again every
+//! `--auth-reload`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,10 +9,11 @@ use std::sync::Arc;
 use berth_core::auth::{Auth, AuthConfig, MIN_SECRET_LEN, PolicySource, policy::Policy};
 use berth_s3::S3Storage;
 
-use crate::{AuthArgs, StorageKind};
+use crate::{ServeArgs, StorageKind};
 
 /// The auth of a `berth serve`: `Ok(None)` leaves the registry open.
-pub async fn setup(args: &AuthArgs, storage: StorageKind, s3: Option<Arc<S3Storage>>) -> Result<Option<Auth>, String> {
+pub async fn setup(serve: &ServeArgs, s3: Option<Arc<S3Storage>>) -> Result<Option<Auth>, String> {
+    let (args, storage) = (&serve.auth, serve.storage);
     let source = match args.auth.as_deref() {
         Some("none") => {
             tracing::warn!("authentication is off (--auth none): anyone who reaches this port can push and delete");
@@ -35,16 +37,18 @@ pub async fn setup(args: &AuthArgs, storage: StorageKind, s3: Option<Arc<S3Stora
     };
     let text = reader.read().await?;
     let policy = Policy::parse(&text).map_err(|e| format!("auth policy {source}: {e}"))?;
-    let secret = match (&args.auth_secret, &args.auth_secret_file) {
-        (Some(secret), _) => secret.trim().as_bytes().to_vec(),
-        (None, Some(path)) => read_secret(path)?,
-        (None, None) if matches!(storage, StorageKind::S3) => {
+    let secret = match (&args.auth_secret, &args.auth_secret_file, &args.auth_secret_ssm) {
+        (Some(secret), ..) => secret.trim().as_bytes().to_vec(),
+        (_, Some(path), _) => read_secret(path)?,
+        (.., Some(name)) => berth_s3::ssm::read_parameter(name, &serve.s3.s3_region).await?.trim().as_bytes().to_vec(),
+        (None, None, None) if matches!(storage, StorageKind::S3) => {
             return Err(format!(
-                "--auth needs --auth-secret-file or BERTH_AUTH_SECRET with --storage s3: every instance \
-                 must sign tokens with the same secret (at least {MIN_SECRET_LEN} bytes, e.g. `openssl rand -base64 48`)"
+                "--auth needs --auth-secret-file, --auth-secret-ssm or BERTH_AUTH_SECRET with --storage s3: every \
+                 instance must sign tokens with the same secret (at least {MIN_SECRET_LEN} bytes, e.g. `openssl rand \
+                 -base64 48`)"
             ));
         }
-        (None, None) => {
+        (None, None, None) => {
             tracing::warn!("no --auth-secret-file: tokens are signed with a random key and end with this process");
             [uuid::Uuid::new_v4().into_bytes(), uuid::Uuid::new_v4().into_bytes()].concat()
         }

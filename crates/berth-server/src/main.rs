@@ -122,12 +122,16 @@ struct AuthArgs {
     #[arg(long, env = "BERTH_AUTH")]
     auth: Option<String>,
     /// Token signing secret (at least 32 bytes), the same on every instance. Prefer
-    /// --auth-secret-file: command lines are visible to other local users.
-    #[arg(long, env = "BERTH_AUTH_SECRET", hide_env_values = true)]
+    /// --auth-secret-file or --auth-secret-ssm: command lines are visible to other local users.
+    #[arg(long, env = "BERTH_AUTH_SECRET", hide_env_values = true, conflicts_with_all = ["auth_secret_file", "auth_secret_ssm"])]
     auth_secret: Option<String>,
     /// File holding the token signing secret.
-    #[arg(long, env = "BERTH_AUTH_SECRET_FILE")]
+    #[arg(long, env = "BERTH_AUTH_SECRET_FILE", conflicts_with = "auth_secret_ssm")]
     auth_secret_file: Option<PathBuf>,
+    /// SSM Parameter Store parameter (a SecureString) holding the token signing secret, read at
+    /// start-up; `/aws/reference/secretsmanager/<id>` reads a Secrets Manager secret.
+    #[arg(long, env = "BERTH_AUTH_SECRET_SSM")]
+    auth_secret_ssm: Option<String>,
     /// Service name in challenges and the audience of tokens.
     #[arg(long, env = "BERTH_AUTH_SERVICE", default_value = "berth")]
     auth_service: String,

@@ -29,12 +29,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 FsStorage::new(&args.root)
                     .map_err(|e| format!("cannot use data directory {}: {e}", args.root.display()))?,
             ),
-            auth::setup(&args.auth, args.storage, None).await?,
+            auth::setup(&args, None).await?,
         ),
-        StorageKind::Memory => (Arc::new(MemoryStorage::new()), auth::setup(&args.auth, args.storage, None).await?),
+        StorageKind::Memory => (Arc::new(MemoryStorage::new()), auth::setup(&args, None).await?),
         StorageKind::S3 => {
             let s3 = Arc::new(s3_storage(&args.s3).await?);
-            let auth = auth::setup(&args.auth, args.storage, Some(s3.clone())).await?;
+            let auth = auth::setup(&args, Some(s3.clone())).await?;
             (s3, auth)
         }
     };

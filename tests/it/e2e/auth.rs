@@ -236,3 +236,87 @@ async fn failed_logins_are_throttled_per_client_address() {
     }
     assert_eq!(login(&direct, "ci-password", "198.51.100.200").await.status(), 429);
 }
+
+/// The moto endpoint scripts/test started (it serves SSM as well as S3), or `None` after a loud
+/// skip (a panic under CI).
+pub fn moto_endpoint(test: &str) -> Option<String> {
+    match std::env::var("BERTH_TEST_MOTO_ENDPOINT") {
+        Ok(endpoint) => Some(endpoint),
+        Err(_) => {
+            assert!(std::env::var_os("CI").is_none(), "{test}: BERTH_TEST_MOTO_ENDPOINT must be set by scripts/test");
+            skip(&format!("{test}: BERTH_TEST_MOTO_ENDPOINT is not set"));
+            None
+        }
+    }
+}
+
+/// Stores `value` as a SecureString parameter `name` in the SSM of `endpoint` (moto).
+pub async fn put_secure_parameter(endpoint: &str, name: &str, value: &str) {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    aws_sdk_ssm::Client::new(&shared)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PutParameter {name}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)));
+}
+
+/// `--auth-secret-ssm`: the signing secret is read from SSM Parameter Store (a SecureString, on
+/// moto) at start-up, so tokens the server issues are good on another instance given the same
+/// secret, and refused by one with another secret. A missing parameter stops the start and names
+/// it; so does naming two secrets.
+#[tokio::test]
+async fn signing_secret_from_ssm_parameter_store() {
+    let Some(moto) = moto_endpoint("signing_secret_from_ssm_parameter_store") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let policy_file = dir.path().join("auth.toml");
+    std::fs::write(&policy_file, policy()).unwrap();
+    let name = format!("/berth-e2e/{}/token-secret", unique());
+    let ssm_env = [("AWS_ENDPOINT_URL_SSM", moto.as_str())];
+    let serve = |extra: &[&str]| {
+        let mut command = Command::new(binary());
+        command.args(["serve", "--listen", "127.0.0.1:0", "--storage", "memory", "--auth"]).arg(&policy_file);
+        run(command.args(extra).envs(ssm_env), Duration::from_secs(60))
+    };
+    let refused = serve(&["--auth-secret-ssm", &name]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains(&name) && stderr.contains("does not exist"), "{stderr}");
+    let refused = serve(&["--auth-secret-ssm", &name, "--auth-secret", SECRET]);
+    assert!(!refused.status.success(), "two secrets were accepted: {}", describe(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot be used with"), "{}", describe(&refused));
+
+    let value = format!("ssm-{SECRET}");
+    put_secure_parameter(&moto, &name, &value).await;
+    fn args<'a>(policy: &'a Path, secret: [&'a str; 2]) -> Vec<&'a OsStr> {
+        let mut args = vec![OsStr::new("--storage"), OsStr::new("memory"), OsStr::new("--auth"), policy.as_os_str()];
+        args.extend(secret.map(OsStr::new));
+        args
+    }
+    let from_ssm = Server::start_with_env(&args(&policy_file, ["--auth-secret-ssm", &name]), &ssm_env);
+    let same = Server::start_with(&args(&policy_file, ["--auth-secret", &value]));
+    let other = Server::start_with(&args(&policy_file, ["--auth-secret", SECRET]));
+
+    let answer = super::http()
+        .get(from_ssm.url("/token?service=berth&scope=repository:e2e/app:pull"))
+        .basic_auth("ci", Some("ci-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    let token = body["token"].as_str().expect("a token").to_string();
+    let version_check = |server: &Server| {
+        let request = super::http().get(server.url("/v2/")).bearer_auth(&token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(version_check(&from_ssm).await, 200);
+    assert_eq!(version_check(&same).await, 200, "a token signed with the SSM secret is refused by its twin");
+    assert_eq!(version_check(&other).await, 401, "a token signed with the SSM secret is accepted elsewhere");
+    assert!(!from_ssm.log().contains(&value), "the server logged the secret");
+}

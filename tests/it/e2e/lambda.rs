@@ -3,8 +3,9 @@
 //! events, over the S3 server at `BERTH_TEST_S3_ENDPOINT` (s3s-fs from `scripts/s3-servers`).
 //! skopeo pushes and pulls an image whose layers fit Lambda's body limit; a 20 MiB layer goes
 //! up in 4 MiB chunks and comes back identical; an over-limit PATCH gets the documented error;
-//! with `BERTH_AUTH` naming a policy in the bucket, skopeo pushes and pulls with credentials and
-//! anonymous pushes are refused.
+//! with `BERTH_AUTH` naming a policy in the bucket and the signing secret in SSM Parameter Store
+//! (`BERTH_AUTH_SECRET_SSM`, on moto), skopeo pushes and pulls with credentials and anonymous
+//! pushes are refused.
 //!
 //! Needs cargo-lambda (`BERTH_CARGO_LAMBDA` or on PATH; scripts/test installs it from PyPI), the
 //! debug `bootstrap` (`cargo build -p berth-lambda`) and skopeo: missing ones fail under CI and
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_core::auth::token::{TokenUse, Tokens};
 use reqwest::StatusCode;
 
 use super::layout::{Layout, tar};
@@ -217,15 +219,29 @@ async fn lambda_with_auth_from_a_policy_in_the_bucket() {
     let key = format!("lambda-auth-{}.toml", unique());
     let policy = super::auth::policy();
     berth_storage::Storage::put(&root, &key, policy.into(), berth_storage::Condition::Overwrite).await.unwrap();
+    // The signing secret is an SSM SecureString (on moto), as the template's AuthSecretParameter.
+    let Some(moto) = super::auth::moto_endpoint(test) else { return };
+    let (secret, parameter) = ("lambda-e2e-secret-0123456789abcdefghij", format!("/berth-e2e/{}/secret", unique()));
+    super::auth::put_secure_parameter(&moto, &parameter, secret).await;
     let env = [
         ("BERTH_AUTH", format!("s3://{bucket}/{key}")),
-        ("BERTH_AUTH_SECRET", "lambda-e2e-secret-0123456789abcdefghij".to_string()),
+        ("BERTH_AUTH_SECRET_SSM", parameter),
+        ("AWS_ENDPOINT_URL_SSM", moto),
     ];
     let Some(lambda) = Lambda::start_with(test, &env) else { return };
     let r = http().get(lambda.url("/v2/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
     assert!(challenge.starts_with(&format!("Bearer realm=\"http://{}/token\"", lambda.addr)), "{challenge}");
+    // A token signed with the parameter's value passes, one signed with another secret does not.
+    for (signed_with, status) in
+        [(secret, StatusCode::OK), ("another-secret-0123456789abcdefghijkl", StatusCode::UNAUTHORIZED)]
+    {
+        let ttl = Duration::from_secs(60);
+        let token = Tokens::new(signed_with.as_bytes(), "berth", ttl, ttl).issue("ci", vec![], TokenUse::Access);
+        let r = http().get(lambda.url("/v2/")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), status, "token signed with {signed_with}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let src = Layout::create(&dir.path().join("src"));

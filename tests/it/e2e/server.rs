@@ -1,6 +1,6 @@
 //! A real `berth serve` process for end-to-end tests: fs storage in a fresh temporary root (or
-//! a given one), or a prefix of an S3 bucket ([`Server::start_s3`]), or any arguments
-//! ([`Server::start_with`]), on a free loopback port,
+//! a given one), or a prefix of an S3 bucket ([`Server::start_s3`]), or any arguments and
+//! environment ([`Server::start_with`], [`Server::start_with_env`]), on a free loopback port,
 //! stderr logged to a file under `target/e2e-logs/`, stopped with SIGTERM when dropped.
 //!
 //! A test that panics prints the end of the log of each server it drops and keeps the file;
@@ -86,6 +86,11 @@ impl Server {
 
     /// A server with these storage (and other) arguments.
     pub fn start_with(storage: &[&OsStr]) -> Self {
+        Self::start_with_env(storage, &[])
+    }
+
+    /// A server with these arguments and further environment variables.
+    pub fn start_with_env(storage: &[&OsStr], env: &[(&str, &str)]) -> Self {
         let bin = binary();
         let logs = workspace_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs).expect("cannot make target/e2e-logs");
@@ -96,6 +101,7 @@ impl Server {
             .args(storage)
             .args(["--part-size-mib", "8"])
             .env("BERTH_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
