@@ -10,6 +10,7 @@ use std::time::Instant;
 use axum::body::HttpBody;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use berth_core::auth::User;
 use berth_core::http::{Body, BoxError, ClientAddr};
 use berth_core::{Config, Registry};
@@ -55,6 +56,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Without TCP_NODELAY a response whose body follows its head in a second write (every
+    // streamed blob) waits for the client's delayed ACK of the head: 40 ms per small blob on a
+    // kept-alive connection.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     match args.storage {
         StorageKind::Fs => tracing::info!(%addr, storage = "fs", root = %args.root.display(), "berth listening"),
         StorageKind::Memory => tracing::info!(%addr, storage = "memory", "berth listening"),
