@@ -1,9 +1,10 @@
 //! Baseline for the S3 benchmark (bench/s3.sh): moves a file to and from a bucket with
-//! aws-sdk-s3 alone — multipart upload with the same part size and parallelism as berth, a
-//! streamed download, a server-side CopyObject — and prints the seconds each took.
+//! aws-sdk-s3 alone — multipart upload with the same part size and parallelism as berth, and a
+//! server-side CopyObject — and prints the seconds each took. (Downloads are compared with curl,
+//! the client of the pull through berth.)
 //!
 //! Usage: `raw_transfer <endpoint> <bucket> <file> [part MiB]` with credentials in the
-//! environment. Prints `upload <s>`, `download <s>`, `copy <s>` lines.
+//! environment. Prints `upload <s>` and `copy <s>` lines.
 
 use std::time::Instant;
 
@@ -36,15 +37,6 @@ async fn main() -> Result<(), Error> {
     let started = Instant::now();
     upload(&client, bucket, &key, file, part_size).await?;
     println!("upload {:.3}", started.elapsed().as_secs_f64());
-
-    let started = Instant::now();
-    let mut body = client.get_object().bucket(bucket).key(&key).send().await?.body;
-    let mut received = 0usize;
-    while let Some(chunk) = body.try_next().await? {
-        received += chunk.len();
-    }
-    println!("download {:.3}", started.elapsed().as_secs_f64());
-    eprintln!("downloaded {received} bytes");
 
     let started = Instant::now();
     let copy = format!("{key}-copy");
