@@ -49,7 +49,9 @@ pub async fn setup(serve: &ServeArgs, s3: Option<Arc<S3Storage>>) -> Result<Opti
             ));
         }
         (None, None, None) => {
-            tracing::warn!("no --auth-secret-file: tokens are signed with a random key and end with this process");
+            tracing::warn!(
+                "no --auth-secret, --auth-secret-file or --auth-secret-ssm: tokens are signed with a random key and end with this process"
+            );
             [uuid::Uuid::new_v4().into_bytes(), uuid::Uuid::new_v4().into_bytes()].concat()
         }
     };

@@ -1,9 +1,9 @@
 //! End-to-end tests: a real `berth serve` process ([`server::Server`]) driven by real clients —
 //! skopeo ([`skopeo`]), the Docker Engine ([`docker`]) and plain HTTP across server restarts
-//! ([`restart`]) and on kept-alive connections ([`latency`]), with authentication ([`auth`]), over a real S3 server ([`s3`], which
-//! `scripts/s3-servers` starts) and as a Lambda function ([`lambda`]). They
-//! need the binary built first (`cargo build -p berth-server`, which `scripts/test` does); a
-//! missing client tool (or S3 server) is a loud skip outside CI.
+//! ([`restart`]) and on kept-alive connections ([`latency`]), with authentication ([`auth`]),
+//! over a real S3 server ([`s3`], which `scripts/s3-servers` starts) and as a Lambda function
+//! ([`lambda`]). They need the binary built first (`cargo build -p berth-server`, which
+//! `scripts/test` does); a missing client tool (or S3 server) is a loud skip outside CI.
 
 mod auth;
 mod docker;
