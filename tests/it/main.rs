@@ -1,5 +1,7 @@
 //! berth's integration tests, linked as one binary: in-process API tests over the engine
-//! (`api`) and end-to-end tests against a real `berth serve` process with real clients (`e2e`).
+//! (`api`) and end-to-end tests against a real `berth serve` process with real clients (`e2e`),
+//! sharing one toolkit (`common`).
 
 mod api;
+mod common;
 mod e2e;

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use berth_storage::{Condition, StorageError};
+use berth_storage::StorageError;
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::{ACCEPT_RANGES, CONTENT_RANGE, LOCATION, RANGE};
@@ -15,26 +15,25 @@ use crate::names::Name;
 use crate::{Registry, Req, keys};
 
 impl Registry {
-    /// The size of a blob the repository links, or BLOB_UNKNOWN. One storage read.
-    pub(crate) async fn linked_size(&self, name: &Name, digest: &Digest) -> Result<u64> {
-        match self.store.get(&keys::blob_link(name, digest), None).await {
-            Ok(object) => {
-                let body = object.bytes().await?;
-                std::str::from_utf8(&body).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
-                    RegistryError::from(StorageError::Invalid(format!("corrupt link for {digest} in {name}")))
-                })
-            }
-            Err(e) if e.is_not_found() => Err(RegistryError::new(
-                ErrorKind::BlobUnknown,
-                format!("blob {digest} is not known to repository {name}"),
-            )),
-            Err(e) => Err(e.into()),
-        }
+    /// The size of a blob the repository links, if it links it. One storage read.
+    pub(crate) async fn link_size(&self, name: &Name, digest: &Digest) -> Result<Option<u64>> {
+        let Some((body, _)) = self.store.read_opt(&keys::blob_link(name, digest)).await? else {
+            return Ok(None);
+        };
+        let size = std::str::from_utf8(&body).ok().and_then(|s| s.trim().parse().ok());
+        size.map(Some).ok_or_else(|| StorageError::Invalid(format!("corrupt link for {digest} in {name}")).into())
+    }
+
+    /// The size of a blob the repository links, or BLOB_UNKNOWN.
+    async fn linked_size(&self, name: &Name, digest: &Digest) -> Result<u64> {
+        self.link_size(name, digest).await?.ok_or_else(|| {
+            RegistryError::new(ErrorKind::BlobUnknown, format!("blob {digest} is not known to repository {name}"))
+        })
     }
 
     /// Lets repository `name` serve the blob.
     pub(crate) async fn link_blob(&self, name: &Name, digest: &Digest, size: u64) -> Result<()> {
-        self.store.put(&keys::blob_link(name, digest), Bytes::from(size.to_string()), Condition::Overwrite).await?;
+        self.store.put(&keys::blob_link(name, digest), Bytes::from(size.to_string())).await?;
         Ok(())
     }
 
@@ -63,15 +62,9 @@ impl Registry {
         if let Some(url) = self.store.presign_get(&keys::blob(&digest), self.config.redirect_ttl).await? {
             return Ok(ok(StatusCode::TEMPORARY_REDIRECT).header(LOCATION, url));
         }
-        let object = match self.store.get(&keys::blob(&digest), range.clone()).await {
-            Err(e) if e.is_not_found() => {
-                return Err(RegistryError::new(
-                    ErrorKind::BlobUnknown,
-                    format!("blob {digest} is linked but its data is missing"),
-                ));
-            }
-            other => other?,
-        };
+        let object = self.store.get_opt(&keys::blob(&digest), range.clone()).await?.ok_or_else(|| {
+            RegistryError::new(ErrorKind::BlobUnknown, format!("blob {digest} is linked but its data is missing"))
+        })?;
         let len = object.range.end - object.range.start;
         let reply = match range {
             Some(_) => ok(StatusCode::PARTIAL_CONTENT).header(

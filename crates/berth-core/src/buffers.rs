@@ -13,7 +13,7 @@ const POOL_MAX: usize = 4;
 static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// An empty buffer with room for at least `capacity` bytes, from the pool when one fits.
-pub fn take(capacity: usize) -> Vec<u8> {
+pub(crate) fn take(capacity: usize) -> Vec<u8> {
     let pooled = POOL.lock().unwrap_or_else(|p| p.into_inner()).pop();
     match pooled {
         Some(buf) if buf.capacity() >= capacity => buf,
@@ -23,7 +23,7 @@ pub fn take(capacity: usize) -> Vec<u8> {
 
 /// Freezes `buf` into `Bytes` that give the buffer back to the pool when the last reference
 /// is dropped (once storage has sent the part).
-pub fn freeze(buf: Vec<u8>) -> Bytes {
+pub(crate) fn freeze(buf: Vec<u8>) -> Bytes {
     Bytes::from_owner(Pooled(buf))
 }
 

@@ -90,9 +90,7 @@ const fn describe(kind: ErrorKind) -> (&'static str, StatusCode, &'static str) {
         Denied => ("DENIED", StatusCode::FORBIDDEN, "requested access to the resource is denied"),
         TooManyRequests => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS, "too many requests"),
         TokenRequestInvalid => ("UNSUPPORTED", StatusCode::BAD_REQUEST, "invalid token request"),
-        Internal => {
-            ("INTERNAL_ERROR", StatusCode::INTERNAL_SERVER_ERROR, "internal error; the registry logged the cause")
-        }
+        Internal => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR, "unknown error; the registry logged the cause"),
     }
 }
 
@@ -182,3 +180,58 @@ impl From<berth_storage::StorageError> for RegistryError {
 
 /// Result of engine operations.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ErrorKind::*;
+
+    /// Every kind, with the code and status clients must see (OCI Distribution Spec, "Error
+    /// Codes"; `UNKNOWN` for 500s, as distribution answers them).
+    const TABLE: [(ErrorKind, &str, u16); 22] = [
+        (BlobUnknown, "BLOB_UNKNOWN", 404),
+        (BlobUploadInvalid, "BLOB_UPLOAD_INVALID", 400),
+        (BlobUploadOutOfOrder, "BLOB_UPLOAD_INVALID", 416),
+        (BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN", 404),
+        (DigestInvalid, "DIGEST_INVALID", 400),
+        (ManifestBlobUnknown, "MANIFEST_BLOB_UNKNOWN", 400),
+        (ManifestInvalid, "MANIFEST_INVALID", 400),
+        (ManifestTooLarge, "SIZE_INVALID", 413),
+        (ManifestUnknown, "MANIFEST_UNKNOWN", 404),
+        (NameInvalid, "NAME_INVALID", 400),
+        (NameUnknown, "NAME_UNKNOWN", 404),
+        (SizeInvalid, "SIZE_INVALID", 400),
+        (RangeNotSatisfiable, "RANGE_INVALID", 416),
+        (PaginationNumberInvalid, "PAGINATION_NUMBER_INVALID", 400),
+        (MethodNotAllowed, "UNSUPPORTED", 405),
+        (NotFound, "NOT_FOUND", 404),
+        (PayloadTooLarge, "SIZE_INVALID", 413),
+        (Unauthorized, "UNAUTHORIZED", 401),
+        (Denied, "DENIED", 403),
+        (TooManyRequests, "TOOMANYREQUESTS", 429),
+        (TokenRequestInvalid, "UNSUPPORTED", 400),
+        (Internal, "UNKNOWN", 500),
+    ];
+
+    #[test]
+    fn every_kind_has_its_code_status_and_a_message() {
+        for (kind, code, status) in TABLE {
+            assert_eq!((kind.code(), kind.status().as_u16()), (code, status), "{kind:?}");
+            assert!(!kind.message().is_empty(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_body_is_the_spec_shape_and_hides_internal_causes() {
+        let err = RegistryError::from(berth_storage::StorageError::backend("disk on fire"));
+        let body: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNKNOWN");
+        assert!(!body.to_string().contains("fire"), "{body}");
+        let err = RegistryError::new(BlobUnknown, "blob x").with_detail(serde_json::json!({"digest": "x"}));
+        let body: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"errors": [{"code": "BLOB_UNKNOWN", "message": "blob x", "detail": {"digest": "x"}}]})
+        );
+    }
+}

@@ -48,7 +48,7 @@ pub mod headers {
 }
 
 /// A response under construction: status, headers, body.
-pub struct Reply {
+pub(crate) struct Reply {
     status: StatusCode,
     headers: HeaderMap,
     body: Body,
@@ -56,14 +56,14 @@ pub struct Reply {
 
 impl Reply {
     /// A reply with `status` and no body (`Content-Length: 0`).
-    pub fn new(status: StatusCode) -> Self {
+    pub(crate) fn new(status: StatusCode) -> Self {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         Self { status, headers, body: Body::Empty }
     }
 
     /// Sets a header; values are built from validated names, digests and numbers.
-    pub fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
+    pub(crate) fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
         if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
             self.headers.insert(name, v);
         }
@@ -71,7 +71,7 @@ impl Reply {
     }
 
     /// Adds a header, keeping earlier values of the same name.
-    pub fn append_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
+    pub(crate) fn append_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
         if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
             self.headers.append(name, v);
         }
@@ -79,7 +79,7 @@ impl Reply {
     }
 
     /// An in-memory body with its type and length.
-    pub fn bytes(self, content_type: &str, body: impl Into<Bytes>) -> Self {
+    pub(crate) fn bytes(self, content_type: &str, body: impl Into<Bytes>) -> Self {
         let body = body.into();
         let mut reply = self.header(CONTENT_TYPE, content_type).header(CONTENT_LENGTH, body.len().to_string());
         reply.body = Body::Full(body);
@@ -87,19 +87,19 @@ impl Reply {
     }
 
     /// A JSON body.
-    pub fn json(self, value: &impl serde::Serialize) -> Self {
+    pub(crate) fn json(self, value: &impl serde::Serialize) -> Self {
         self.bytes("application/json", serde_json::to_vec(value).unwrap_or_default())
     }
 
     /// A streamed body of `len` bytes.
-    pub fn stream(mut self, content_type: &str, len: u64, body: berth_storage::ByteStream) -> Self {
+    pub(crate) fn stream(mut self, content_type: &str, len: u64, body: berth_storage::ByteStream) -> Self {
         self = self.header(CONTENT_TYPE, content_type).header(CONTENT_LENGTH, len.to_string());
         self.body = Body::Stream(body);
         self
     }
 
     /// Finishes the reply; a HEAD request keeps the headers (incl. `Content-Length`) and drops the body.
-    pub fn finish(mut self, head: bool) -> Response<Body> {
+    pub(crate) fn finish(mut self, head: bool) -> Response<Body> {
         self.headers.insert(headers::API_VERSION, HeaderValue::from_static("registry/2.0"));
         let body = if head { Body::Empty } else { self.body };
         let mut response = Response::new(body);
@@ -124,38 +124,42 @@ impl From<&RegistryError> for Reply {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
+/// The authenticated user of a request, put in the response's extensions for the shells' logs.
+#[derive(Debug, Clone)]
+pub struct User(pub String);
+
 /// Decoded query parameters.
-pub struct Query(Vec<(String, String)>);
+pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
     /// Parses the query string of a URI.
-    pub fn parse(query: Option<&str>) -> Self {
+    pub(crate) fn parse(query: Option<&str>) -> Self {
         Query(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
     }
 
     /// Every value of `key`, in order.
-    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// The first value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
 /// Builds a query string component, percent-encoded.
-pub fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// The value of a header as text, if present and valid.
-pub fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// `Content-Length` as a number; a malformed one is SIZE_INVALID.
-pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>> {
     match headers.get(CONTENT_LENGTH) {
         None => Ok(None),
         Some(v) => v

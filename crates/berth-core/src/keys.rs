@@ -90,3 +90,44 @@ pub fn upload_data(id: &str) -> String {
 pub fn upload_pending(id: &str) -> String {
     format!("uploads/{id}/pending/{}", uuid::Uuid::new_v4().simple())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Algorithm;
+
+    #[test]
+    fn the_layout_is_as_drawn() {
+        let name = Name::parse("team/app").unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"x");
+        let s = Digest::of(Algorithm::Sha512, b"s");
+        let (dh, sh) = (d.hex(), s.hex());
+        assert_eq!(blob(&d), format!("blobs/sha256/{dh}"));
+        assert_eq!(blob_link(&name, &d), format!("repos/team/app/_blobs/sha256/{dh}"));
+        assert!(blob_link(&name, &d).starts_with(&blob_links_prefix(&name)));
+        assert_eq!(manifest(&name, &d), format!("repos/team/app/_manifests/sha256/{dh}"));
+        assert!(manifest(&name, &d).starts_with(&manifests_prefix(&name)));
+        assert_eq!(tag(&name, &Tag::parse("v1").unwrap()), "repos/team/app/_tags/v1");
+        assert!(tag(&name, &Tag::parse("v1").unwrap()).starts_with(&tags_prefix(&name)));
+        assert_eq!(referrer(&name, &s, &d), format!("repos/team/app/_referrers/sha512/{sh}/sha256-{dh}"));
+        assert!(referrer(&name, &s, &d).starts_with(&referrers_prefix(&name, &s)));
+        assert_eq!(catalog(&name), "catalog/team/app/_repo");
+        assert_eq!(upload_state("u1"), "uploads/u1/state");
+        assert_eq!(upload_data("u1"), "uploads/u1/data");
+        let (p1, p2) = (upload_pending("u1"), upload_pending("u1"));
+        assert!(p1.starts_with("uploads/u1/pending/") && p1 != p2, "pending keys are unique per write");
+    }
+
+    #[test]
+    fn no_repository_reaches_into_another_ones_keys() {
+        // `_` cannot start a name component, so `a`'s tags are never a repository `a/_tags`.
+        assert!(Name::parse("a/_tags").is_err());
+        let (a, ab) = (Name::parse("a").unwrap(), Name::parse("a/b").unwrap());
+        for prefix in [tags_prefix(&a), blob_links_prefix(&a), manifests_prefix(&a)] {
+            for key in [tags_prefix(&ab), blob_links_prefix(&ab), manifests_prefix(&ab), catalog(&ab)] {
+                assert!(!key.starts_with(&prefix), "{key} is under {prefix}");
+            }
+        }
+        assert!(!catalog(&ab).starts_with(&catalog(&a)), "markers of nested names do not nest");
+    }
+}

@@ -3,11 +3,12 @@
 //! [`Registry::handle`] takes an `http::Request` with a streamed body and answers it: route
 //! parsing ([`route`]), names and digests ([`names`], [`digest`]), blobs, stateless upload
 //! sessions, manifests, tags, referrers and the catalog, with the spec's error codes
-//! ([`error`]), behind one authorization check ([`auth`]). It holds no state between requests: everything lives in storage under the
-//! layout of [`keys`], so any instance can continue any upload. No web framework, AWS or Lambda
-//! code lives here; the shells adapt their types to [`http`]'s.
+//! ([`error`]), behind one authorization check (`access`, with `berth-auth` deciding who the
+//! caller is and what the policy grants). It holds no state between requests: everything lives
+//! in storage under the layout of [`keys`], so any instance can continue any upload. No web
+//! framework, AWS, Lambda or configuration code lives here; the shells adapt their types to
+//! [`http`]'s, and the composition root (`berth-app`) fills in [`Config`].
 
-pub mod auth;
 pub mod digest;
 pub mod error;
 pub mod http;
@@ -15,27 +16,32 @@ pub mod keys;
 pub mod names;
 pub mod route;
 
+mod access;
 mod blobs;
 mod buffers;
 mod listing;
 mod manifests;
 mod referrers;
-mod uploads;
+mod store;
+mod token;
+mod upload;
 mod writer;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::http::{Method, Request, Response, StatusCode};
+use ::http::{HeaderMap, Method, Request, Response, StatusCode};
+use berth_auth::Auth;
 use berth_storage::Storage;
 
-use crate::auth::{Auth, Caller, User};
+use crate::access::Access;
 use crate::error::{ErrorKind, RegistryError, Result};
-use crate::http::{Body, ClientAddr, Query, Reply, RequestBody};
+use crate::http::{Body, ClientAddr, Query, Reply, RequestBody, User};
 use crate::route::Route;
+use crate::store::Store;
 
-/// Tunables of the engine; the shells fill them from flags or the environment.
+/// Tunables of the engine, filled in by the composition root (which declares their defaults).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Size of multipart parts when streaming uploads (at least 5 MiB).
@@ -44,47 +50,40 @@ pub struct Config {
     pub redirect_ttl: Duration,
     /// Largest request body accepted in one PATCH/PUT/POST, if the deployment has a limit.
     pub max_body: Option<u64>,
-    /// Most entries returned by one page of tags or catalog listing.
-    pub max_page: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            part_size: 8 * 1024 * 1024,
-            redirect_ttl: Duration::from_secs(15 * 60),
-            max_body: None,
-            max_page: 10_000,
-        }
-    }
+    /// Base URL clients reach the registry at (the token realm is `<url>/token`); by default
+    /// taken from each request's `Host` and `X-Forwarded-Proto`.
+    pub public_url: Option<String>,
+    /// Take the client's address from the last `X-Forwarded-For` entry (which a trusted proxy
+    /// appends) rather than from the connection.
+    pub trust_forwarded_for: bool,
 }
 
 /// The registry: a storage backend, the engine's configuration, and authentication (`None`:
 /// open to everyone).
 #[derive(Clone)]
 pub struct Registry {
-    store: Arc<dyn Storage>,
+    store: Store,
     config: Config,
     auth: Option<Arc<Auth>>,
 }
 
 /// A request as the engine sees it.
 pub(crate) struct Req {
-    pub method: Method,
-    pub headers: ::http::HeaderMap,
-    pub query: Query,
+    pub(crate) method: Method,
+    pub(crate) headers: HeaderMap,
+    pub(crate) query: Query,
     /// The URI's authority (HTTP/2 requests carry the host there instead of `Host`).
-    pub authority: Option<String>,
-    /// The client's address, when the shell knows it.
-    pub client: Option<IpAddr>,
-    /// Who is calling.
-    pub caller: Caller,
+    pub(crate) authority: Option<String>,
+    /// The client's address, when known.
+    pub(crate) client: Option<IpAddr>,
+    /// What the caller may do; established in dispatch.
+    pub(crate) access: Access,
 }
 
 impl Registry {
     /// A registry over `store`, open to everyone.
     pub fn new(store: Arc<dyn Storage>, config: Config) -> Self {
-        Self { store, config, auth: None }
+        Self { store: Store::new(store), config, auth: None }
     }
 
     /// The same registry, requiring authentication and authorizing every request by `auth`.
@@ -93,24 +92,20 @@ impl Registry {
         self
     }
 
-    /// The storage backend.
-    pub fn store(&self) -> &dyn Storage {
-        self.store.as_ref()
-    }
-
     /// Answers one request. Never fails: errors become spec error responses. Internal errors
     /// are logged here, once, with their cause.
     pub async fn handle(&self, request: Request<RequestBody>) -> Response<Body> {
         let (parts, mut body) = request.into_parts();
         let head = parts.method == Method::HEAD;
         let path = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy().into_owned();
+        let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0);
         let mut req = Req {
             method: parts.method,
             query: Query::parse(parts.uri.query()),
             authority: parts.uri.authority().map(|a| a.to_string()),
-            client: parts.extensions.get::<ClientAddr>().map(|c| c.0),
+            client: if self.config.trust_forwarded_for { forwarded_for(&parts.headers).or(peer) } else { peer },
             headers: parts.headers,
-            caller: Caller::Open,
+            access: Access::Open,
         };
         let result = self.dispatch(&path, &mut req, &mut body).await;
         drain(&mut body).await;
@@ -123,7 +118,7 @@ impl Registry {
                 Reply::from(&err).finish(head)
             }
         };
-        if let Some(user) = req.caller.user() {
+        if let Some(user) = req.access.user() {
             response.extensions_mut().insert(User(user.to_string()));
         }
         response
@@ -131,16 +126,19 @@ impl Registry {
 
     async fn dispatch(&self, path: &str, req: &mut Req, body: &mut RequestBody) -> Result<Reply> {
         let route = route::parse(path)?;
-        if let Some(auth) = &self.auth {
-            auth.refresh();
-        }
-        if route == Route::Token {
-            return self.token(req, body).await;
-        }
-        req.caller = self.authenticate(req).await?;
-        self.authorize(&req.caller, &route, req)?;
-        let req = &*req;
         let m = req.method.clone();
+        if route == Route::Token {
+            return match m {
+                Method::GET => self.token_get(req).await,
+                Method::POST => self.token_post(req, body).await,
+                _ => self.token_auth().and_then(|_| {
+                    Err(RegistryError::new(ErrorKind::MethodNotAllowed, format!("{m} is not supported on {path}")))
+                }),
+            };
+        }
+        req.access = self.authenticate(req).await?;
+        self.authorize(&route, req)?;
+        let req = &*req;
         let get = m == Method::GET || m == Method::HEAD;
         match route {
             Route::Base if get => Ok(Reply::new(StatusCode::OK).json(&serde_json::json!({}))),
@@ -160,6 +158,12 @@ impl Registry {
             _ => Err(RegistryError::new(ErrorKind::MethodNotAllowed, format!("{m} is not supported on {path}"))),
         }
     }
+}
+
+/// The address a proxy in front appended to `X-Forwarded-For`: the last entry.
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let header = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
+    header.rsplit(',').next()?.trim().parse().ok()
 }
 
 /// Most bytes of an unread request body consumed after answering, so that a client that sent a

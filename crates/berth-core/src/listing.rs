@@ -12,6 +12,9 @@ use crate::http::{Reply, encode};
 use crate::names::Name;
 use crate::{Registry, Req, keys};
 
+/// Most entries one page of tags or catalog lists.
+const MAX_PAGE: usize = 10_000;
+
 struct Page {
     entries: Vec<String>,
     /// The `n` to repeat in the next page's link, when there is a next page.
@@ -19,8 +22,8 @@ struct Page {
 }
 
 impl Registry {
-    /// Lists `<prefix><entry><suffix>` keys after `last`, by `n` (capped at the configured
-    /// maximum), keeping the entries `keep` accepts (further list calls fill a page it thinned).
+    /// Lists `<prefix><entry><suffix>` keys after `last`, by `n` (capped at
+    /// [`MAX_PAGE`]), keeping the entries `keep` accepts (further list calls fill a page it thinned).
     async fn page(&self, req: &Req, prefix: &str, suffix: &str, keep: impl Fn(&str) -> bool) -> Result<Page> {
         let n = match req.query.get("n") {
             None => None,
@@ -31,7 +34,7 @@ impl Registry {
                 )
             })?),
         };
-        let limit = n.map_or(self.config.max_page, |n| n.min(self.config.max_page as u64) as usize);
+        let limit = n.map_or(MAX_PAGE, |n| n.min(MAX_PAGE as u64) as usize);
         if limit == 0 {
             return Ok(Page { entries: vec![], next: None });
         }
@@ -56,7 +59,7 @@ impl Registry {
     /// `GET /v2/<name>/tags/list`: the repository's tags in lexical order.
     pub(crate) async fn tags_list(&self, name: &Name, req: &Req) -> Result<Reply> {
         let page = self.page(req, &keys::tags_prefix(name), "", |_| true).await?;
-        if page.entries.is_empty() && self.store.head(&keys::catalog(name)).await.is_err_and(|e| e.is_not_found()) {
+        if page.entries.is_empty() && !self.store.exists(&keys::catalog(name)).await? {
             return Err(RegistryError::new(
                 ErrorKind::NameUnknown,
                 format!("repository {name} is not known to the registry"),
@@ -71,7 +74,7 @@ impl Registry {
 
     /// `GET /v2/_catalog`: repositories that have received a manifest and that the caller may pull.
     pub(crate) async fn catalog(&self, req: &Req) -> Result<Reply> {
-        let visible = |name: &str| req.caller.may_see(self.auth.as_deref(), name);
+        let visible = |name: &str| req.access.lists(name);
         let page = self.page(req, keys::CATALOG_PREFIX, keys::CATALOG_SUFFIX, visible).await?;
         let mut reply = Reply::new(StatusCode::OK);
         if let (Some(n), Some(last)) = (page.next, page.entries.last()) {

@@ -6,7 +6,7 @@
 //! line ([`Record`]). A tag object holds a copy of the tagged manifest's record, so a pull by
 //! tag costs one read; deleting a manifest by digest removes the tags that point to it.
 
-use berth_storage::{Condition, StorageError};
+use berth_storage::StorageError;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::StatusCode;
@@ -20,16 +20,16 @@ use crate::names::{Name, Reference, Tag};
 use crate::{Registry, Req, keys};
 
 /// Largest manifest accepted (the spec's suggested minimum limit).
-pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
 
 /// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Docker image manifest, schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker manifest list.
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// A stored manifest: `<digest> <media-type>\n` followed by the exact pushed bytes.
 pub(crate) struct Record {
@@ -139,11 +139,7 @@ pub(crate) fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<(String,
 
 impl Registry {
     async fn read_record(&self, key: &str) -> Result<Option<Record>> {
-        match self.store.get(key, None).await {
-            Ok(object) => Ok(Some(Record::decode(object.bytes().await?)?)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.store.read_opt(key).await?.map(|(bytes, _)| Record::decode(bytes)).transpose()
     }
 
     fn manifest_key(name: &Name, reference: &Reference) -> String {
@@ -194,11 +190,7 @@ impl Registry {
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
         };
         // A manifest the repository has already was checked when it arrived: a re-push only tags.
-        let known = match self.store.head(&keys::manifest(name, &digest)).await {
-            Ok(_) => true,
-            Err(e) if e.is_not_found() => false,
-            Err(e) => return Err(e.into()),
-        };
+        let known = self.store.exists(&keys::manifest(name, &digest)).await?;
         if !known {
             self.check_references(name, &parsed).await?;
         }
@@ -206,26 +198,23 @@ impl Registry {
             parsed.subject.as_ref().map(|_| referrer_descriptor(&digest, &media_type, bytes.len(), &parsed));
         let record = Record { digest: digest.clone(), media_type, bytes }.encode();
         if !known {
-            self.store.put(&keys::manifest(name, &digest), record.clone(), Condition::Overwrite).await?;
+            self.store.put(&keys::manifest(name, &digest), record.clone()).await?;
         }
         let mut reply = Reply::new(StatusCode::CREATED)
             .header(LOCATION, format!("/v2/{name}/manifests/{digest}"))
             .header(headers::CONTENT_DIGEST, digest.to_string());
         for tag in &tags {
-            self.store.put(&keys::tag(name, tag), record.clone(), Condition::Overwrite).await?;
+            self.store.put(&keys::tag(name, tag), record.clone()).await?;
             reply = reply.append_header(headers::OCI_TAG, tag.as_str());
         }
         if let (Some(subject), Some(descriptor)) = (&parsed.subject, descriptor) {
             if !known {
-                self.store.put(&keys::referrer(name, subject, &digest), descriptor, Condition::Overwrite).await?;
+                self.store.put(&keys::referrer(name, subject, &digest), descriptor).await?;
             }
             reply = reply.header(headers::OCI_SUBJECT, subject.to_string());
         }
         if !known {
-            match self.store.put(&keys::catalog(name), Bytes::new(), Condition::CreateOnly).await {
-                Ok(_) | Err(StorageError::PreconditionFailed(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.store.create(&keys::catalog(name), Bytes::new()).await?;
         }
         Ok(reply)
     }
@@ -260,13 +249,9 @@ impl Registry {
                 return Ok(wanted.iter().filter(|d| !present.contains(key(d).as_str())).cloned().collect());
             }
         }
-        let checks = wanted.iter().map(|d| async {
-            match self.store.head(&key(d)).await {
-                Ok(_) => Ok(None),
-                Err(e) if e.is_not_found() => Ok(Some(d.clone())),
-                Err(e) => Err(RegistryError::from(e)),
-            }
-        });
+        let checks = wanted
+            .iter()
+            .map(|d| async { Ok::<_, RegistryError>((!self.store.exists(&key(d)).await?).then(|| d.clone())) });
         Ok(futures_util::future::try_join_all(checks).await?.into_iter().flatten().collect())
     }
 

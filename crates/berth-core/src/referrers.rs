@@ -45,10 +45,6 @@ impl Registry {
 
     /// A referrer descriptor; `None` if it vanished (deleted meanwhile) or is unreadable.
     async fn read_descriptor(&self, key: String) -> Result<Option<serde_json::Value>> {
-        match self.store.get(&key, None).await {
-            Ok(object) => Ok(serde_json::from_slice(&object.bytes().await?).ok()),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.store.read_opt(&key).await?.and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok()))
     }
 }

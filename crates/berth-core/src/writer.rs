@@ -21,31 +21,31 @@ use berth_storage::Result;
 
 /// A part uploaded so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Part {
+pub(crate) struct Part {
     /// 1-based part number.
-    pub number: u32,
+    pub(crate) number: u32,
     /// The ETag storage returned for it.
-    pub etag: String,
+    pub(crate) etag: String,
     /// Its size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// Multipart progress towards one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Multipart {
+pub(crate) struct Multipart {
     /// Upload id, once the first part was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload_id: Option<String>,
+    pub(crate) upload_id: Option<String>,
     /// Parts sent, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub parts: Vec<Part>,
+    pub(crate) parts: Vec<Part>,
 }
 
 /// Parts uploading at once per writer.
-pub const IN_FLIGHT: usize = 2;
+pub(crate) const IN_FLIGHT: usize = 2;
 
 /// Buffers bytes and uploads full parts to `key`.
-pub struct PartWriter {
+pub(crate) struct PartWriter {
     store: Arc<dyn Storage>,
     key: String,
     part_size: usize,
@@ -58,7 +58,13 @@ pub struct PartWriter {
 
 impl PartWriter {
     /// Continues `progress` towards `key`, with `pending` bytes not yet in a part.
-    pub fn new(store: Arc<dyn Storage>, key: String, part_size: usize, progress: Multipart, pending: Bytes) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Storage>,
+        key: String,
+        part_size: usize,
+        progress: Multipart,
+        pending: Bytes,
+    ) -> Self {
         let part_size = part_size.max(MIN_PART_SIZE as usize);
         let mut buf = Vec::with_capacity(part_size.min(pending.len().max(64 * 1024)));
         buf.extend_from_slice(&pending);
@@ -67,7 +73,7 @@ impl PartWriter {
 
     /// Adds bytes, uploading every full part. Full parts are pooled buffers of exactly the part
     /// size, handed to storage without a copy and reused once sent.
-    pub async fn write(&mut self, mut chunk: &[u8]) -> Result<()> {
+    pub(crate) async fn write(&mut self, mut chunk: &[u8]) -> Result<()> {
         while !chunk.is_empty() {
             let take = (self.part_size - self.buf.len()).min(chunk.len());
             if self.buf.capacity() < self.buf.len() + take {
@@ -127,20 +133,25 @@ impl PartWriter {
     }
 
     /// True once a part was uploaded.
-    pub fn is_multipart(&self) -> bool {
+    pub(crate) fn is_multipart(&self) -> bool {
         self.progress.upload_id.is_some()
+    }
+
+    /// The multipart upload so far (parts still uploading are not in it yet).
+    pub(crate) fn progress(&self) -> &Multipart {
+        &self.progress
     }
 
     /// Stops writing once every started part is uploaded: the progress so far and the bytes
     /// not yet in a part.
-    pub async fn suspend(mut self) -> Result<(Multipart, Bytes)> {
+    pub(crate) async fn suspend(mut self) -> Result<(Multipart, Bytes)> {
         self.settle().await?;
         Ok((self.progress, buffers::freeze(self.buf)))
     }
 
     /// Stores everything written at `key` under `cond`: one put when no part was sent, else the
     /// buffer as the last part and a completion with the recorded parts.
-    pub async fn finish(mut self, cond: Condition) -> Result<()> {
+    pub(crate) async fn finish(mut self, cond: Condition) -> Result<()> {
         let Some(upload_id) = self.progress.upload_id.clone() else {
             self.store.put(&self.key, buffers::freeze(self.buf), cond).await?;
             return Ok(());
@@ -160,15 +171,29 @@ impl PartWriter {
         Ok(())
     }
 
+    /// Stores everything written at `key` unless an object is there already: `false` then, and
+    /// nothing was written (the multipart upload, if any, is aborted).
+    pub(crate) async fn create(self) -> Result<bool> {
+        let (store, key, progress) = (self.store.clone(), self.key.clone(), self.progress.clone());
+        match self.finish(Condition::CreateOnly).await {
+            Ok(()) => Ok(true),
+            Err(StorageError::PreconditionFailed(_)) => {
+                abort(store.as_ref(), &key, &progress).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Abandons the multipart upload, if one was started (running part uploads are left to
     /// fail against the aborted upload).
-    pub async fn abort(self) -> Result<()> {
+    pub(crate) async fn abort(self) -> Result<()> {
         abort(self.store.as_ref(), &self.key, &self.progress).await
     }
 }
 
 /// Abandons the multipart upload of `progress`, if one was started.
-pub async fn abort(store: &dyn Storage, key: &str, progress: &Multipart) -> Result<()> {
+pub(crate) async fn abort(store: &dyn Storage, key: &str, progress: &Multipart) -> Result<()> {
     if let Some(id) = &progress.upload_id {
         store.abort_multipart(key, id).await?;
     }

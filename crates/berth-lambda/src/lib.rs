@@ -1,12 +1,14 @@
-//! The Lambda shell of berth: converts API Gateway (HTTP API v2) and function-URL events,
-//! which `lambda_http` turns into `http::Request`s with a buffered body, to the engine's
-//! request type and back. Everything else (configuration, S3) is set up once in `main`.
+//! The Lambda shell of berth: [`settings`] reads the same settings `berth serve` takes, from
+//! the function's environment alone (`BERTH_*`), with the Lambda's body limit; [`handle`]
+//! converts API Gateway (HTTP API v2) and function-URL events, which `lambda_http` turns into
+//! `http::Request`s with a buffered body, to the engine's request type and back.
 //!
 //! Lambda takes at most ~6 MB per request (≈4.5 MiB of binary after base64), so the engine runs
 //! with a body limit ([`MAX_BODY`]): larger PATCHes are refused with a message that says to
 //! upload in chunks, and chunked PATCHes below the limit are merged into ≥ 5 MiB parts across
 //! invocations. Responses stay small: blob GETs are redirects to presigned S3 URLs.
 
+use berth_app::{Settings, StorageKind};
 use berth_core::Registry;
 use berth_core::http::{Body, ClientAddr, RequestBody};
 use bytes::Bytes;
@@ -16,6 +18,18 @@ use lambda_http::{Body as LambdaBody, Request, RequestExt, Response, http};
 
 /// Largest request body accepted per invocation: Lambda's 6 MB payload limit less base64.
 pub const MAX_BODY: u64 = 4_500_000;
+
+/// The function's settings: the environment's `BERTH_*` variables, the body limit fixed at
+/// [`MAX_BODY`]. The function keeps its data in S3 (`BERTH_STORAGE=s3`): an instance's memory
+/// and disk do not outlive it.
+pub fn settings() -> Result<Settings, String> {
+    let mut settings = Settings::from_env().map_err(|e| e.to_string())?;
+    if settings.storage != StorageKind::S3 {
+        return Err("the Lambda function stores its data in S3: set BERTH_STORAGE=s3 and BERTH_S3_BUCKET".into());
+    }
+    settings.max_body = Some(MAX_BODY);
+    Ok(settings)
+}
 
 /// Answers one invocation.
 pub async fn handle(registry: &Registry, request: Request) -> Response<LambdaBody> {

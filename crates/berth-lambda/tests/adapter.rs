@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use berth_core::{Config, Registry};
+use berth_app::Settings;
+use berth_core::Registry;
 use berth_storage::MemoryStorage;
 use lambda_http::{Body, Request};
 
@@ -11,8 +12,9 @@ const DIGEST: &str = "sha256:d65bdff11fa200c8785b61af47b1a04d533435660e2a159ca73
 const BYTES: &[u8] = b"berth on lambda\x00\xff\x10binary";
 
 fn registry() -> Registry {
-    let config = Config { max_body: Some(berth_lambda::MAX_BODY), ..Config::default() };
-    Registry::new(Arc::new(MemoryStorage::new()), config)
+    let mut settings = Settings::from_env().expect("the default settings parse");
+    settings.max_body = Some(berth_lambda::MAX_BODY);
+    Registry::new(Arc::new(MemoryStorage::new()), settings.config())
 }
 
 fn event(name: &str) -> Request {

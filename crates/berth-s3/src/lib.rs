@@ -6,10 +6,8 @@
 //! copies objects beyond CopyObject's 5 GiB; blobs are served by presigned GET URLs, signed for
 //! the endpoint clients use (`public_endpoint`) when it differs from berth's own. Every S3 request
 //! is recorded with [`berth_storage::calls::record`], so each registry request's storage cost is known.
-//! [`ssm`] reads the deployment's secrets from Parameter Store.
 
 mod errors;
-pub mod ssm;
 
 use std::ops::Range;
 use std::time::Duration;

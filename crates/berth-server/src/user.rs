@@ -6,9 +6,17 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use berth_core::auth::password;
+use berth_auth::password;
 
-use crate::UserArgs;
+/// Arguments of `berth user`.
+#[derive(clap::Args)]
+pub struct UserArgs {
+    /// The user name.
+    name: String,
+    /// Write a bcrypt hash (as `htpasswd -B` does) instead of argon2id.
+    #[arg(long)]
+    bcrypt: bool,
+}
 
 /// Prints the policy line for a user.
 pub fn run(args: &UserArgs) -> Result<(), String> {

@@ -9,15 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use berth_core::auth::policy::Policy;
-use berth_core::auth::token::{Claims, ResourceActions, TokenUse};
-use berth_core::auth::{Auth, AuthConfig, PolicySource};
-use berth_core::{Config, Registry};
+use berth_auth::{Auth, AuthConfig, Claims, Policy, PolicySource, ResourceActions, TokenUse};
+use berth_core::Registry;
 use berth_storage::{MemoryStorage, Storage};
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::{Harness, OCI_MANIFEST, Resp};
+use super::{Harness, Resp, config};
+use crate::common::{OCI_MANIFEST, S3Kind, random_bytes, sha256};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
 const SERVICE: &str = "berth-test";
@@ -62,7 +61,6 @@ fn auth() -> Auth {
         policy: policy(),
         secret: SECRET.to_vec(),
         service: SERVICE.into(),
-        public_url: None,
         token_ttl: Duration::from_secs(300),
         refresh_ttl: Duration::from_secs(3600),
         reload: None,
@@ -71,12 +69,12 @@ fn auth() -> Auth {
 }
 
 fn harness(store: Arc<dyn Storage>) -> Harness {
-    Harness::over(Registry::new(store.clone(), Config::default()).with_auth(auth()), store)
+    Harness::over(Registry::new(store.clone(), config()).with_auth(auth()), store)
 }
 
 /// The backends: memory, and the S3 server when scripts/test started one.
 async fn backends() -> Vec<(&'static str, Arc<dyn Storage>)> {
-    super::backends("BERTH_TEST_S3", "s3", "auth").await
+    super::backends(S3Kind::Signing, "auth_suite", "auth").await
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -112,13 +110,13 @@ async fn token(h: &Harness, creds: Option<(&str, &str)>, scopes: &[&str]) -> Str
 async fn push_with(h: &Harness, name: &str, authorization: &str) -> Resp {
     let headers = [("authorization", authorization)];
     let blob = b"layer bytes";
-    let digest = super::sha256(blob);
+    let digest = sha256(blob);
     let r = h.send(Method::POST, &format!("/v2/{name}/blobs/uploads/?digest={digest}"), &headers, blob).await;
     if r.status != StatusCode::CREATED {
         return r;
     }
     let config = b"{}";
-    let c = super::sha256(config);
+    let c = sha256(config);
     let r = h.send(Method::POST, &format!("/v2/{name}/blobs/uploads/?digest={c}"), &headers, config).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let manifest = serde_json::to_vec(&json!({
@@ -175,7 +173,7 @@ async fn anonymous_is_challenged(h: &Harness) {
     let r = h.send(Method::GET, "/v2/team/app/manifests/latest", &host, b"").await;
     assert_challenge(&r, Some("repository:team/app:pull"));
     // A mount asks for pull on its source too, so that one token serves it.
-    let mount = format!("/v2/team/app/blobs/uploads/?mount={}&from=public/app", super::sha256(b"x"));
+    let mount = format!("/v2/team/app/blobs/uploads/?mount={}&from=public/app", sha256(b"x"));
     let r = h.send(Method::POST, &mount, &host, b"").await;
     assert_challenge(&r, Some("repository:team/app:pull,push repository:public/app:pull"));
     let r = h.send(Method::DELETE, "/v2/team/app/manifests/latest", &host, b"").await;
@@ -339,8 +337,8 @@ async fn public_repositories(h: &Harness) {
 
 async fn mount_needs_pull_on_from(h: &Harness) {
     let alice = basic("alice", "alice-pw");
-    let layer = super::bytes(1000, 7);
-    let digest = super::sha256(&layer);
+    let layer = random_bytes(1000, 7);
+    let digest = sha256(&layer);
     let uri = format!("/v2/private/src/blobs/uploads/?digest={digest}");
     let r = h.send(Method::POST, &uri, &[("authorization", &alice)], &layer).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
@@ -429,7 +427,7 @@ async fn oauth2_password_and_refresh(h: &Harness) {
 #[tokio::test]
 async fn failed_logins_are_throttled() {
     let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-    let registry = Registry::new(store.clone(), Config::default()).with_auth(auth());
+    let registry = Registry::new(store.clone(), config()).with_auth(auth());
     let send = |ip: &str, creds: String| {
         let mut request = http::Request::builder().method(Method::GET).uri("/v2/").header("authorization", creds);
         request.extensions_mut().unwrap().insert(berth_core::http::ClientAddr(ip.parse().unwrap()));
@@ -470,13 +468,12 @@ async fn policy_changes_apply_without_a_restart() {
         policy: Policy::parse(&source.0.lock().unwrap()).unwrap(),
         secret: SECRET.to_vec(),
         service: SERVICE.into(),
-        public_url: None,
         token_ttl: Duration::from_secs(300),
         refresh_ttl: Duration::from_secs(3600),
         reload: Some((source.clone(), Duration::ZERO)),
     })
     .unwrap();
-    let h = Harness::over(Registry::new(store.clone(), Config::default()).with_auth(auth), store);
+    let h = Harness::over(Registry::new(store.clone(), config()).with_auth(auth), store);
     let bob = basic("bob", "bob-pw");
     let push = || push_with(&h, "team/app", &bob);
     // Each request starts a reload in the background; the one after sees its result.

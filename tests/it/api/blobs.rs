@@ -2,12 +2,13 @@
 
 use http::{Method, StatusCode};
 
-use super::{Harness, bytes, sha256, sha512};
+use super::Harness;
+use crate::common::{random_bytes, sha256, sha512};
 
 #[tokio::test]
 async fn monolithic_push_then_head_get_delete() {
     let h = Harness::new();
-    let data = bytes(3000, 1);
+    let data = random_bytes(3000, 1);
     let digest = sha256(&data);
     let r = h.send(Method::POST, &format!("/v2/a/b/blobs/uploads/?digest={digest}"), &[], &data).await;
     assert_eq!(r.status, StatusCode::CREATED);
@@ -36,7 +37,7 @@ async fn monolithic_push_then_head_get_delete() {
 #[tokio::test]
 async fn ranges_are_served_as_the_spec_and_rfc_say() {
     let h = Harness::new();
-    let data = bytes(2048, 2);
+    let data = random_bytes(2048, 2);
     let digest = h.push_blob("r", &data).await;
     let url = format!("/v2/r/blobs/{digest}");
     for (range, start, end) in [
@@ -62,7 +63,7 @@ async fn ranges_are_served_as_the_spec_and_rfc_say() {
 #[tokio::test]
 async fn blobs_are_stored_once_and_served_only_where_linked() {
     let h = Harness::new();
-    let data = bytes(10_000, 3);
+    let data = random_bytes(10_000, 3);
     let digest = h.push_blob("one", &data).await;
     assert_eq!(h.push_blob("two", &data).await, digest);
     assert_eq!(h.keys("blobs/").await, vec![format!("blobs/sha256/{}", &digest[7..])]);
@@ -77,7 +78,7 @@ async fn blobs_are_stored_once_and_served_only_where_linked() {
 #[tokio::test]
 async fn sha512_and_empty_blobs() {
     let h = Harness::new();
-    let data = bytes(777, 4);
+    let data = random_bytes(777, 4);
     let digest = sha512(&data);
     let r = h.send(Method::POST, &format!("/v2/x/blobs/uploads/?digest={digest}"), &[], &data).await;
     assert_eq!(r.status, StatusCode::CREATED);
@@ -97,7 +98,7 @@ async fn sha512_and_empty_blobs() {
 #[tokio::test]
 async fn wrong_digest_stores_nothing() {
     let h = Harness::new();
-    let data = bytes(6 * 1024 * 1024, 5);
+    let data = random_bytes(6 * 1024 * 1024, 5);
     let wrong = sha256(b"something else");
     let r = h.send(Method::POST, &format!("/v2/x/blobs/uploads/?digest={wrong}"), &[], &data).await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));

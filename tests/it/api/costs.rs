@@ -4,7 +4,8 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::{Harness, OCI_MANIFEST, bytes, sha256};
+use super::Harness;
+use crate::common::{OCI_MANIFEST, random_bytes, sha256};
 
 /// Pushes a blob the way docker does: HEAD, then POST, one streamed PATCH, and PUT.
 async fn docker_push_blob(h: &Harness, name: &str, data: &[u8]) -> (String, bool) {
@@ -22,7 +23,7 @@ async fn push_image(h: &Harness, name: &str) -> usize {
     let mut uploaded = 0;
     let mut layers = Vec::new();
     for i in 0..5 {
-        let data = bytes(100_000 + i * 1000, 100 + i as u64);
+        let data = random_bytes(100_000 + i * 1000, 100 + i as u64);
         let (digest, sent) = docker_push_blob(h, name, &data).await;
         uploaded += usize::from(sent);
         layers.push(
@@ -49,7 +50,7 @@ async fn push_repush_and_head_stay_within_budget() {
     assert_eq!(push_image(&h, "cost/app").await, 0, "a re-push uploads no layer");
     let again = h.take_calls();
     assert!(again <= 10, "a re-push made {again} storage calls (budget 10)");
-    let digest = sha256(&bytes(100_000, 100));
+    let digest = sha256(&random_bytes(100_000, 100));
     assert_eq!(h.head(&format!("/v2/cost/app/blobs/{digest}")).await.status, StatusCode::OK);
     assert_eq!(h.take_calls(), 1, "HEAD of a blob is one storage call");
     assert_eq!(h.get("/v2/cost/app/manifests/v1").await.status, StatusCode::OK);
@@ -57,4 +58,22 @@ async fn push_repush_and_head_stay_within_budget() {
     assert_eq!(h.get("/v2/cost/app/tags/list").await.status, StatusCode::OK);
     assert_eq!(h.take_calls(), 1, "a page of tags is one storage call");
     eprintln!("storage calls: fresh push {fresh}, re-push {again}");
+}
+
+/// The PUT that finishes a multipart session completes the upload once, aborts nothing (the
+/// upload it has just completed is not aborted again), and leaves nothing under `uploads/`.
+#[tokio::test]
+async fn finishing_a_multipart_session_completes_once_and_aborts_nothing() {
+    let h = Harness::new();
+    let data = random_bytes(12 * 1024 * 1024 + 5, 31);
+    let digest = sha256(&data);
+    let loc = h.start("cost/multipart").await;
+    assert_eq!(h.send(Method::PATCH, &loc, &[], &data).await.status, StatusCode::ACCEPTED);
+    let r = h.send(Method::PUT, &format!("{loc}?digest={digest}"), &[], b"").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let calls = h.last_calls.lock().unwrap().clone();
+    assert_eq!(calls.get("CompleteMultipartUpload"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("AbortMultipartUpload"), None, "{calls:?}");
+    assert_eq!(h.keys("uploads/").await, Vec::<String>::new());
+    assert_eq!(h.get(&format!("/v2/cost/multipart/blobs/{digest}")).await.body.as_ref(), data.as_slice());
 }

@@ -2,7 +2,8 @@
 
 use http::{Method, StatusCode};
 
-use super::{Harness, sha256};
+use super::Harness;
+use crate::common::sha256;
 
 #[tokio::test]
 async fn base_and_unknown_routes() {

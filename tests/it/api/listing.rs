@@ -3,7 +3,8 @@
 use http::StatusCode;
 use serde_json::json;
 
-use super::{Harness, OCI_MANIFEST, image};
+use super::{Harness, image};
+use crate::common::OCI_MANIFEST;
 
 #[tokio::test]
 async fn tags_are_lexical_and_paginated() {

@@ -3,7 +3,8 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::{Harness, OCI_INDEX, OCI_MANIFEST, image, sha256, sha512};
+use super::{Harness, image};
+use crate::common::{OCI_INDEX, OCI_MANIFEST, sha256, sha512};
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";

@@ -12,71 +12,76 @@ mod races;
 mod referrers;
 mod uploads;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use berth_core::digest::{Algorithm, Digest};
+use berth_app::Settings;
 use berth_core::http::{Body, RequestBody};
 use berth_core::{Config, Registry};
 use berth_s3::{S3Options, S3Storage};
+use berth_storage::calls::CallCounts;
 use berth_storage::{MemoryStorage, Storage};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::Value;
 
+use crate::common::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, S3Kind, S3Server, random_bytes, sha256};
+
 /// A registry under test and the storage it writes to.
-pub struct Harness {
-    pub registry: Registry,
-    pub store: Arc<dyn Storage>,
+pub(crate) struct Harness {
+    pub(crate) registry: Registry,
+    pub(crate) store: Arc<dyn Storage>,
     /// Storage calls made by the requests sent so far.
-    pub calls: AtomicU64,
+    pub(crate) calls: AtomicU64,
+    /// The storage calls of the last request, by operation.
+    pub(crate) last_calls: Mutex<CallCounts>,
 }
 
 /// A response with its body read.
 #[derive(Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
     }
 
     /// The spec error code of an error response.
-    pub fn code(&self) -> String {
+    pub(crate) fn code(&self) -> String {
         self.json()["errors"][0]["code"].as_str().unwrap_or_default().to_string()
     }
 
-    pub fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         self.header("location").unwrap_or_else(|| panic!("no Location in {self:?}")).to_string()
     }
 }
 
 impl Harness {
     /// A registry over memory with the smallest allowed part size, so multipart paths run.
-    pub fn new() -> Self {
-        Self::with(Arc::new(MemoryStorage::new()), Config { part_size: 5 * 1024 * 1024, ..Config::default() })
+    pub(crate) fn new() -> Self {
+        Self::with(Arc::new(MemoryStorage::new()), config())
     }
 
-    pub fn with(store: Arc<dyn Storage>, config: Config) -> Self {
+    pub(crate) fn with(store: Arc<dyn Storage>, config: Config) -> Self {
         Self::over(Registry::new(store.clone(), config), store)
     }
 
     /// A harness around a registry built by the test.
-    pub fn over(registry: Registry, store: Arc<dyn Storage>) -> Self {
-        Self { registry, store, calls: AtomicU64::new(0) }
+    pub(crate) fn over(registry: Registry, store: Arc<dyn Storage>) -> Self {
+        Self { registry, store, calls: AtomicU64::new(0), last_calls: Mutex::default() }
     }
 
     /// Sends a request whose body arrives in chunks of `chunk` bytes.
-    pub async fn send_chunked(
+    pub(crate) async fn send_chunked(
         &self,
         method: Method,
         uri: &str,
@@ -97,6 +102,7 @@ impl Harness {
         }));
         let (response, calls) = berth_storage::calls::count(self.registry.handle(builder.body(stream).unwrap())).await;
         self.calls.fetch_add(berth_storage::calls::total(&calls), Ordering::Relaxed);
+        *self.last_calls.lock().unwrap() = calls;
         let (parts, body) = response.into_parts();
         let body = match body {
             Body::Empty => Bytes::new(),
@@ -106,24 +112,24 @@ impl Harness {
         Resp { status: parts.status, headers: parts.headers, body }
     }
 
-    pub async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    pub(crate) async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
         self.send_chunked(method, uri, headers, body, 64 * 1024).await
     }
 
-    pub async fn get(&self, uri: &str) -> Resp {
+    pub(crate) async fn get(&self, uri: &str) -> Resp {
         self.send(Method::GET, uri, &[], b"").await
     }
 
-    pub async fn head(&self, uri: &str) -> Resp {
+    pub(crate) async fn head(&self, uri: &str) -> Resp {
         self.send(Method::HEAD, uri, &[], b"").await
     }
 
-    pub async fn delete(&self, uri: &str) -> Resp {
+    pub(crate) async fn delete(&self, uri: &str) -> Resp {
         self.send(Method::DELETE, uri, &[], b"").await
     }
 
     /// Pushes a blob monolithically (`POST ?digest=`); returns its digest.
-    pub async fn push_blob(&self, name: &str, data: &[u8]) -> String {
+    pub(crate) async fn push_blob(&self, name: &str, data: &[u8]) -> String {
         let digest = sha256(data);
         let r = self.send(Method::POST, &format!("/v2/{name}/blobs/uploads/?digest={digest}"), &[], data).await;
         assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
@@ -131,88 +137,72 @@ impl Harness {
     }
 
     /// Starts an upload session; returns its Location.
-    pub async fn start(&self, name: &str) -> String {
+    pub(crate) async fn start(&self, name: &str) -> String {
         let r = self.send(Method::POST, &format!("/v2/{name}/blobs/uploads/"), &[], b"").await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
         r.location()
     }
 
     /// Pushes a manifest; returns the response.
-    pub async fn put_manifest(&self, name: &str, reference: &str, media_type: &str, body: &[u8]) -> Resp {
+    pub(crate) async fn put_manifest(&self, name: &str, reference: &str, media_type: &str, body: &[u8]) -> Resp {
         self.send(Method::PUT, &format!("/v2/{name}/manifests/{reference}"), &[("content-type", media_type)], body)
             .await
     }
 
     /// Storage calls since the last call of this method.
-    pub fn take_calls(&self) -> u64 {
+    pub(crate) fn take_calls(&self) -> u64 {
         self.calls.swap(0, Ordering::Relaxed)
     }
 
     /// Keys in storage under `prefix`.
-    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+    pub(crate) async fn keys(&self, prefix: &str) -> Vec<String> {
         self.store.list(prefix, None, 10_000).await.unwrap().keys
     }
 }
 
-/// Memory, and the S3 server at `<var>_ENDPOINT` with bucket `<var>_BUCKET` (under a fresh
-/// prefix starting with `prefix`) when the test script started it; under CI it must have.
-pub async fn backends(var: &str, label: &'static str, prefix: &str) -> Vec<(&'static str, Arc<dyn Storage>)> {
+/// Memory, and the S3 server of `kind` (under a fresh prefix starting with `prefix`) when the
+/// test script started it: under CI it must have; elsewhere that part of `test` is skipped.
+pub(crate) async fn backends(kind: S3Kind, test: &str, prefix: &str) -> Vec<(&'static str, Arc<dyn Storage>)> {
     let mut all: Vec<(&'static str, Arc<dyn Storage>)> = vec![("memory", Arc::new(MemoryStorage::new()))];
-    match (std::env::var(format!("{var}_ENDPOINT")), std::env::var(format!("{var}_BUCKET"))) {
-        (Ok(endpoint), Ok(bucket)) => {
-            let store = S3Storage::new(S3Options {
-                bucket,
-                region: "us-east-1".into(),
-                endpoint: Some(endpoint),
-                public_endpoint: None,
-                path_style: true,
-                prefix: format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
-            })
-            .await;
-            store.check().await.unwrap_or_else(|e| panic!("{label} bucket unusable: {e}"));
-            all.push((label, Arc::new(store)));
-        }
-        _ if std::env::var_os("CI").is_some() => panic!("CI: {var}_ENDPOINT/_BUCKET must be set by scripts/test"),
-        _ => eprintln!("SKIPPED ({label} part): {var}_ENDPOINT is not set; memory only"),
+    let label = match kind {
+        S3Kind::Signing => "s3",
+        S3Kind::Moto => "moto",
+    };
+    if let Some(server) = S3Server::require_for_part(kind, test, &format!("the {label} backend")) {
+        let store = S3Storage::new(S3Options {
+            bucket: server.bucket,
+            region: "us-east-1".into(),
+            endpoint: Some(server.endpoint),
+            public_endpoint: None,
+            path_style: true,
+            prefix: format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+        })
+        .await;
+        store.check().await.unwrap_or_else(|e| panic!("{label} bucket unusable: {e}"));
+        all.push((label, Arc::new(store)));
     }
     all
 }
 
-pub fn sha256(data: &[u8]) -> String {
-    Digest::of(Algorithm::Sha256, data).to_string()
+/// The engine's configuration with the settings' defaults (the smallest part size, so that
+/// multipart paths run with small blobs).
+pub(crate) fn config() -> Config {
+    let mut settings = Settings::from_env().expect("the default settings parse");
+    settings.part_size_mib = 5;
+    settings.config()
 }
-
-pub fn sha512(data: &[u8]) -> String {
-    Digest::of(Algorithm::Sha512, data).to_string()
-}
-
-/// Deterministic pseudo-random bytes.
-pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// An OCI image manifest over blobs that exist in `name`, with optional extras merged in.
-pub async fn image(h: &Harness, name: &str, seed: u64, extra: Value) -> (Vec<u8>, String) {
+pub(crate) async fn image(h: &Harness, name: &str, seed: u64, extra: Value) -> (Vec<u8>, String) {
     let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}");
-    let layer = bytes(1000, seed);
+    let layer = random_bytes(1000, seed);
     let c = h.push_blob(name, config.as_bytes()).await;
     let l = h.push_blob(name, &layer).await;
     let mut m = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+        "config": {"mediaType": OCI_CONFIG, "digest": c, "size": config.len()},
+        "layers": [{"mediaType": OCI_LAYER, "digest": l, "size": layer.len()}],
     });
     if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {

@@ -4,28 +4,28 @@
 
 use std::sync::Arc;
 
-use berth_core::Config;
 use berth_storage::Storage;
 use futures_util::future::join_all;
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::{Harness, OCI_MANIFEST, bytes, image, sha256};
+use super::{Harness, config, image};
+use crate::common::{OCI_MANIFEST, S3Kind, random_bytes, sha256};
 
 /// The backends to race on: memory, and moto when the test script started it.
-async fn backends() -> Vec<(&'static str, Arc<dyn Storage>)> {
-    super::backends("BERTH_TEST_MOTO", "moto", "races").await
+async fn backends(test: &str) -> Vec<(&'static str, Arc<dyn Storage>)> {
+    super::backends(S3Kind::Moto, test, "races").await
 }
 
 fn harness(store: Arc<dyn Storage>) -> Harness {
-    Harness::with(store, Config { part_size: 5 * 1024 * 1024, ..Config::default() })
+    Harness::with(store, config())
 }
 
 #[tokio::test]
 async fn eight_pushes_of_one_blob_store_it_once_and_link_it_everywhere() {
-    for (backend, store) in backends().await {
+    for (backend, store) in backends("eight_pushes_of_one_blob_store_it_once_and_link_it_everywhere").await {
         let h = harness(store);
-        let data = bytes(300_000, 21);
+        let data = random_bytes(300_000, 21);
         let digest = sha256(&data);
         let pushes = (0..8).map(|i| {
             let (h, data, digest) = (&h, &data, &digest);
@@ -51,7 +51,7 @@ async fn eight_pushes_of_one_blob_store_it_once_and_link_it_everywhere() {
 
 #[tokio::test]
 async fn eight_manifests_racing_for_one_tag_leave_it_on_one_of_them() {
-    for (backend, store) in backends().await {
+    for (backend, store) in backends("eight_manifests_racing_for_one_tag_leave_it_on_one_of_them").await {
         let h = harness(store);
         let mut manifests = Vec::new();
         for i in 0..8 {
@@ -72,10 +72,10 @@ async fn eight_manifests_racing_for_one_tag_leave_it_on_one_of_them() {
 
 #[tokio::test]
 async fn racing_patches_on_one_session_never_store_bytes_under_another_digest() {
-    for (backend, store) in backends().await {
+    for (backend, store) in backends("racing_patches_on_one_session_never_store_bytes_under_another_digest").await {
         let h = harness(store);
-        let a = bytes(6 * 1024 * 1024, 41);
-        let b = bytes(6 * 1024 * 1024, 42);
+        let a = random_bytes(6 * 1024 * 1024, 41);
+        let b = random_bytes(6 * 1024 * 1024, 42);
         let loc = h.start("race/patch").await;
         let (ra, rb) = tokio::join!(h.send(Method::PATCH, &loc, &[], &a), h.send(Method::PATCH, &loc, &[], &b));
         for r in [&ra, &rb] {

@@ -3,7 +3,8 @@
 use http::StatusCode;
 use serde_json::json;
 
-use super::{Harness, OCI_INDEX, OCI_MANIFEST, image, sha256};
+use super::{Harness, image};
+use crate::common::{OCI_INDEX, OCI_MANIFEST, sha256};
 
 #[tokio::test]
 async fn referrers_are_listed_filtered_and_removed() {

@@ -6,7 +6,8 @@ use berth_core::Config;
 use berth_storage::FsStorage;
 use http::{Method, StatusCode};
 
-use super::{Harness, bytes, sha256, sha512};
+use super::{Harness, config};
+use crate::common::{random_bytes, sha256, sha512};
 
 #[tokio::test]
 async fn post_answers_202_with_a_session() {
@@ -24,7 +25,7 @@ async fn post_answers_202_with_a_session() {
 async fn streamed_patch_across_parts_then_put() {
     let h = Harness::new();
     // 12 MiB in odd-sized request chunks: two 5 MiB parts and a pending tail.
-    let data = bytes(12 * 1024 * 1024 + 123, 6);
+    let data = random_bytes(12 * 1024 * 1024 + 123, 6);
     let loc = h.start("s").await;
     let r = h.send_chunked(Method::PATCH, &loc, &[("content-type", "application/octet-stream")], &data, 100_003).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
@@ -44,7 +45,7 @@ async fn streamed_patch_across_parts_then_put() {
 #[tokio::test]
 async fn chunked_upload_with_out_of_order_chunks() {
     let h = Harness::new();
-    let data = bytes(3067, 7);
+    let data = random_bytes(3067, 7);
     let loc = h.start("c").await;
     let patch = |range: String, part: Vec<u8>| {
         let h = &h;
@@ -82,7 +83,7 @@ async fn chunked_upload_with_out_of_order_chunks() {
 #[tokio::test]
 async fn sha512_digest_of_a_multipart_session() {
     let h = Harness::new();
-    let data = bytes(11 * 1024 * 1024, 8);
+    let data = random_bytes(11 * 1024 * 1024, 8);
     let loc = h.start("x").await;
     assert_eq!(h.send(Method::PATCH, &loc, &[], &data[..6 * 1024 * 1024]).await.status, StatusCode::ACCEPTED);
     let digest = sha512(&data);
@@ -103,7 +104,7 @@ async fn sha512_digest_of_a_multipart_session() {
 async fn wrong_digest_on_put_leaves_nothing_under_blobs() {
     let h = Harness::new();
     let loc = h.start("w").await;
-    h.send(Method::PATCH, &loc, &[], &bytes(7 * 1024 * 1024, 9)).await;
+    h.send(Method::PATCH, &loc, &[], &random_bytes(7 * 1024 * 1024, 9)).await;
     let r = h.send(Method::PUT, &format!("{loc}?digest={}", sha256(b"x")), &[], b"").await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
     assert!(h.keys("blobs/").await.is_empty());
@@ -118,7 +119,7 @@ async fn wrong_digest_on_put_leaves_nothing_under_blobs() {
 async fn cancel_and_unknown_sessions() {
     let h = Harness::new();
     let loc = h.start("z").await;
-    h.send(Method::PATCH, &loc, &[], &bytes(6 * 1024 * 1024, 10)).await;
+    h.send(Method::PATCH, &loc, &[], &random_bytes(6 * 1024 * 1024, 10)).await;
     assert_eq!(h.delete(&loc).await.status, StatusCode::NO_CONTENT);
     assert!(h.keys("uploads/").await.is_empty());
     for (method, uri) in [
@@ -182,8 +183,8 @@ async fn mount_links_or_falls_back_to_an_upload() {
 async fn racing_and_replayed_patches_never_store_wrong_bytes() {
     let h = Harness::new();
     let loc = h.start("race").await;
-    let a = bytes(6 * 1024 * 1024, 11);
-    let b = bytes(6 * 1024 * 1024, 12);
+    let a = random_bytes(6 * 1024 * 1024, 11);
+    let b = random_bytes(6 * 1024 * 1024, 12);
     let (ra, rb) = tokio::join!(
         h.send_chunked(Method::PATCH, &loc, &[("content-range", "0-6291455")], &a, 4096),
         h.send_chunked(Method::PATCH, &loc, &[("content-range", "0-6291455")], &b, 4096),
@@ -216,8 +217,8 @@ async fn racing_and_replayed_patches_never_store_wrong_bytes() {
 #[tokio::test]
 async fn a_new_registry_on_the_same_root_finishes_the_upload() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config { part_size: 5 * 1024 * 1024, ..Config::default() };
-    let data = bytes(9 * 1024 * 1024, 13);
+    let config = config();
+    let data = random_bytes(9 * 1024 * 1024, 13);
     let first = Harness::with(Arc::new(FsStorage::new(dir.path()).unwrap()), config.clone());
     let loc = first.start("restart").await;
     assert_eq!(first.send(Method::PATCH, &loc, &[], &data[..7 * 1024 * 1024]).await.status, StatusCode::ACCEPTED);
@@ -241,10 +242,10 @@ async fn a_new_registry_on_the_same_root_finishes_the_upload() {
 async fn body_limit_is_enforced_with_a_helpful_error() {
     let h = Harness::with(
         Arc::new(berth_storage::MemoryStorage::new()),
-        Config { max_body: Some(1024 * 1024), part_size: 5 * 1024 * 1024, ..Config::default() },
+        Config { max_body: Some(1024 * 1024), ..config() },
     );
     let loc = h.start("lim").await;
-    let r = h.send(Method::PATCH, &loc, &[], &bytes(2 * 1024 * 1024, 14)).await;
+    let r = h.send(Method::PATCH, &loc, &[], &random_bytes(2 * 1024 * 1024, 14)).await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"));
     assert!(r.json()["errors"][0]["message"].as_str().unwrap().contains("Content-Range"));
     assert_eq!(h.get(&loc).await.header("range"), Some("0-0"), "session untouched");
@@ -255,7 +256,7 @@ async fn body_limit_is_enforced_with_a_helpful_error() {
 #[tokio::test]
 async fn put_with_the_whole_body_writes_straight_to_the_blob() {
     let h = Harness::new();
-    let data = bytes(6 * 1024 * 1024 + 7, 15);
+    let data = random_bytes(6 * 1024 * 1024 + 7, 15);
     let digest = sha512(&data);
     let loc = h.start("direct").await;
     h.take_calls();

@@ -16,13 +16,13 @@ use bytes::Bytes;
 
 use super::layout::{Layout, tar};
 use super::server::{Server, binary};
-use super::{describe, random_bytes, require_tool, run, sha256, skip, unique};
+use crate::common::{S3Kind, S3Server, describe, http, random_bytes, require_tool, run, sha256, unique};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 const SECRET: &str = "e2e-token-signing-secret-0123456789abcdef";
 
 /// `berth user <name> [--bcrypt]` with the password on stdin: the policy line it prints.
-pub fn berth_user(name: &str, password: &str, bcrypt: bool) -> String {
+pub(crate) fn berth_user(name: &str, password: &str, bcrypt: bool) -> String {
     let mut command = Command::new(binary());
     command.args(["user", name]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if bcrypt {
@@ -39,7 +39,7 @@ pub fn berth_user(name: &str, password: &str, bcrypt: bool) -> String {
 
 /// A policy: `ci` (argon2) pushes and pulls everything, `reader` (bcrypt) pulls, anonymous pulls
 /// `public/*`.
-pub fn policy() -> String {
+pub(crate) fn policy() -> String {
     format!(
         "[users]\n{}\n{}\n\n[[rules]]\nrepositories = [\"**\"]\nwho = [\"user:ci\"]\nactions = [\"*\"]\n\n\
          [[rules]]\nrepositories = [\"**\"]\nwho = [\"user:reader\"]\nactions = [\"pull\"]\n\n\
@@ -151,14 +151,7 @@ async fn skopeo_with_creds_against_an_auth_enabled_server() {
 #[tokio::test]
 async fn s3_mode_reads_the_policy_from_the_bucket_and_requires_auth() {
     let test = "s3_mode_reads_the_policy_from_the_bucket_and_requires_auth";
-    let (Ok(endpoint), Ok(bucket)) = (std::env::var("BERTH_TEST_S3_ENDPOINT"), std::env::var("BERTH_TEST_S3_BUCKET"))
-    else {
-        if std::env::var_os("CI").is_some() {
-            panic!("{test}: BERTH_TEST_S3_ENDPOINT/BUCKET must be set by scripts/test");
-        }
-        skip(&format!("{test}: BERTH_TEST_S3_ENDPOINT is not set"));
-        return;
-    };
+    let Some(S3Server { endpoint, bucket }) = S3Server::require(S3Kind::Signing, test) else { return };
     if !require_tool("skopeo", test) {
         return;
     }
@@ -211,7 +204,7 @@ async fn failed_logins_are_throttled_per_client_address() {
         Server::start_with(&args)
     };
     let login = |server: &Server, password: &str, forwarded: &str| {
-        let request = super::http()
+        let request = http()
             .get(server.url("/v2/"))
             .basic_auth("ci", Some(password))
             .header("x-forwarded-for", format!("203.0.113.9, {forwarded}"));
@@ -237,21 +230,8 @@ async fn failed_logins_are_throttled_per_client_address() {
     assert_eq!(login(&direct, "ci-password", "198.51.100.200").await.status(), 429);
 }
 
-/// The moto endpoint scripts/test started (it serves SSM as well as S3), or `None` after a loud
-/// skip (a panic under CI).
-pub fn moto_endpoint(test: &str) -> Option<String> {
-    match std::env::var("BERTH_TEST_MOTO_ENDPOINT") {
-        Ok(endpoint) => Some(endpoint),
-        Err(_) => {
-            assert!(std::env::var_os("CI").is_none(), "{test}: BERTH_TEST_MOTO_ENDPOINT must be set by scripts/test");
-            skip(&format!("{test}: BERTH_TEST_MOTO_ENDPOINT is not set"));
-            None
-        }
-    }
-}
-
 /// Stores `value` as a SecureString parameter `name` in the SSM of `endpoint` (moto).
-pub async fn put_secure_parameter(endpoint: &str, name: &str, value: &str) {
+pub(crate) async fn put_secure_parameter(endpoint: &str, name: &str, value: &str) {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
@@ -273,7 +253,8 @@ pub async fn put_secure_parameter(endpoint: &str, name: &str, value: &str) {
 /// it; so does naming two secrets.
 #[tokio::test]
 async fn signing_secret_from_ssm_parameter_store() {
-    let Some(moto) = moto_endpoint("signing_secret_from_ssm_parameter_store") else { return };
+    let test = "signing_secret_from_ssm_parameter_store";
+    let Some(S3Server { endpoint: moto, .. }) = S3Server::require(S3Kind::Moto, test) else { return };
     let dir = tempfile::tempdir().unwrap();
     let policy_file = dir.path().join("auth.toml");
     std::fs::write(&policy_file, policy()).unwrap();
@@ -302,7 +283,7 @@ async fn signing_secret_from_ssm_parameter_store() {
     let same = Server::start_with(&args(&policy_file, ["--auth-secret", &value]));
     let other = Server::start_with(&args(&policy_file, ["--auth-secret", SECRET]));
 
-    let answer = super::http()
+    let answer = http()
         .get(from_ssm.url("/token?service=berth&scope=repository:e2e/app:pull"))
         .basic_auth("ci", Some("ci-password"))
         .send()
@@ -312,7 +293,7 @@ async fn signing_secret_from_ssm_parameter_store() {
     let body: serde_json::Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
     let token = body["token"].as_str().expect("a token").to_string();
     let version_check = |server: &Server| {
-        let request = super::http().get(server.url("/v2/")).bearer_auth(&token);
+        let request = http().get(server.url("/v2/")).bearer_auth(&token);
         async move { request.send().await.unwrap().status() }
     };
     assert_eq!(version_check(&from_ssm).await, 200);

@@ -4,7 +4,7 @@
 //!
 //! Docker treats registries on 127.0.0.0/8 as insecure, so plain HTTP on loopback works; the
 //! daemon runs on this host and reaches the server there. Without an answering Docker Engine
-//! the test is a loud skip (also under CI, whose machine may have none).
+//! the test is skipped (also under CI, whose machine may have none) and reported so.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::layout::tar;
 use super::server::Server;
-use super::{describe, http, random_bytes, run, skip, unique};
+use crate::common::{describe, http, on_path, random_bytes, run, skip, skip_part, unique};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -32,7 +32,7 @@ fn docker_ok(args: &[&str]) -> String {
 
 /// Whether a Docker Engine answers (`docker version` reports a server).
 fn engine_answers() -> bool {
-    if !super::on_path("docker") {
+    if !on_path("docker") {
         return false;
     }
     let out = run(Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]), Duration::from_secs(60));
@@ -85,7 +85,7 @@ async fn served_manifest(server: &Server, repo: &str, tag: &str) -> (String, Vec
 #[tokio::test]
 async fn docker_push_pull_and_layer_reuse() {
     if !engine_answers() {
-        skip("docker_push_pull_and_layer_reuse: no Docker Engine answers");
+        skip("docker_push_pull_and_layer_reuse", "no Docker Engine answers");
         return;
     }
     let server = Server::start();
@@ -155,13 +155,14 @@ async fn docker_push_pull_and_layer_reuse() {
 }
 
 /// `docker build` with the classic builder (needs no network for `FROM` a local image and
-/// `COPY`); a loud skip of the rest when this docker cannot build.
+/// `COPY`); a skip of the rest when this docker cannot build.
 fn build(context: &Path, tag: &str) -> bool {
     let out = docker(&["build", "-t", tag, context.to_str().unwrap()]);
     if out.status.success() {
         return true;
     }
-    skip(&format!("the layer-reuse part of docker_push_pull_and_layer_reuse: docker build failed: {}", describe(&out)));
+    let why = format!("docker build failed: {}", describe(&out));
+    skip_part("docker_push_pull_and_layer_reuse", "the layer-reuse part", &why);
     false
 }
 
@@ -171,7 +172,7 @@ fn build(context: &Path, tag: &str) -> bool {
 #[tokio::test]
 async fn docker_login_push_pull_with_auth() {
     if !engine_answers() {
-        skip("docker_login_push_pull_with_auth: no Docker Engine answers");
+        skip("docker_login_push_pull_with_auth", "no Docker Engine answers");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -9,19 +9,19 @@
 //!
 //! Needs cargo-lambda (`BERTH_CARGO_LAMBDA` or on PATH; scripts/test installs it from PyPI), the
 //! debug `bootstrap` (`cargo build -p berth-lambda`) and skopeo: missing ones fail under CI and
-//! are a loud skip elsewhere.
+//! are a skip elsewhere.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_core::auth::token::{TokenUse, Tokens};
+use berth_auth::{TokenUse, Tokens};
 use reqwest::StatusCode;
 
 use super::layout::{Layout, tar};
 use super::server::{get_status, workspace_root};
-use super::{describe, http, random_bytes, require_tool, run, sha256, skip, unique};
+use crate::common::{S3Kind, S3Server, describe, http, random_bytes, require_tool, run, sha256, unique};
 
 /// The emulator and the function polling it, stopped on drop.
 struct Lambda {
@@ -39,24 +39,18 @@ impl Drop for Lambda {
 }
 
 impl Lambda {
-    /// Starts both, open (`BERTH_AUTH=none`), or `None` (a loud skip, or a panic under CI) when
-    /// a piece is missing.
+    /// Starts both, open (`BERTH_AUTH=none`), or `None` (a skip, or a panic under CI) when a
+    /// piece is missing.
     fn start(test: &str) -> Option<Self> {
         Self::start_with(test, &[("BERTH_AUTH", "none".into())])
     }
 
     /// Starts both, with further environment for the function.
     fn start_with(test: &str, env: &[(&str, String)]) -> Option<Self> {
-        let endpoint = std::env::var("BERTH_TEST_S3_ENDPOINT").unwrap_or_default();
-        let bucket = std::env::var("BERTH_TEST_S3_BUCKET").unwrap_or_default();
         let cargo_lambda = std::env::var("BERTH_CARGO_LAMBDA").unwrap_or_else(|_| "cargo-lambda".into());
         let bootstrap = workspace_root().join("target/debug/bootstrap");
-        if endpoint.is_empty() || !bootstrap.exists() {
-            let why = format!("{test}: needs BERTH_TEST_S3_ENDPOINT and {} (scripts/test)", bootstrap.display());
-            assert!(std::env::var_os("CI").is_none(), "{why}");
-            skip(&why);
-            return None;
-        }
+        assert!(bootstrap.exists(), "{test} runs {}: build it first (scripts/test does)", bootstrap.display());
+        let S3Server { endpoint, bucket } = S3Server::require(S3Kind::Signing, test)?;
         if !require_tool(&cargo_lambda, test) || !require_tool("skopeo", test) {
             return None;
         }
@@ -97,6 +91,7 @@ impl Lambda {
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("BERTH_STORAGE", "s3")
             .env("BERTH_S3_BUCKET", &bucket)
             .env("BERTH_S3_ENDPOINT", &endpoint)
             .env("BERTH_S3_PATH_STYLE", "true")
@@ -201,12 +196,9 @@ async fn lambda_chunked_push_of_a_large_layer_and_the_over_limit_error() {
 #[tokio::test]
 async fn lambda_with_auth_from_a_policy_in_the_bucket() {
     let test = "lambda_with_auth_from_a_policy_in_the_bucket";
-    let (Ok(endpoint), Ok(bucket)) = (std::env::var("BERTH_TEST_S3_ENDPOINT"), std::env::var("BERTH_TEST_S3_BUCKET"))
-    else {
-        assert!(std::env::var_os("CI").is_none(), "{test}: BERTH_TEST_S3_ENDPOINT/BUCKET must be set by scripts/test");
-        skip(&format!("{test}: BERTH_TEST_S3_ENDPOINT is not set"));
-        return;
-    };
+    let Some(S3Server { endpoint, bucket }) = S3Server::require(S3Kind::Signing, test) else { return };
+    // The signing secret is an SSM SecureString (on moto), as the template's AuthSecretParameter.
+    let Some(S3Server { endpoint: moto, .. }) = S3Server::require(S3Kind::Moto, test) else { return };
     let root = berth_s3::S3Storage::new(berth_s3::S3Options {
         bucket: bucket.clone(),
         region: "us-east-1".into(),
@@ -219,8 +211,6 @@ async fn lambda_with_auth_from_a_policy_in_the_bucket() {
     let key = format!("lambda-auth-{}.toml", unique());
     let policy = super::auth::policy();
     berth_storage::Storage::put(&root, &key, policy.into(), berth_storage::Condition::Overwrite).await.unwrap();
-    // The signing secret is an SSM SecureString (on moto), as the template's AuthSecretParameter.
-    let Some(moto) = super::auth::moto_endpoint(test) else { return };
     let (secret, parameter) = ("lambda-e2e-secret-0123456789abcdefghij", format!("/berth-e2e/{}/secret", unique()));
     super::auth::put_secure_parameter(&moto, &parameter, secret).await;
     let env = [

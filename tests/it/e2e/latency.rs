@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use super::server::Server;
-use super::{http, random_bytes, sha256};
+use crate::common::{http, random_bytes, sha256};
 
 #[tokio::test]
 async fn small_blobs_on_a_kept_alive_connection_are_not_delayed() {

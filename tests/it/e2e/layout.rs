@@ -6,16 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::sha256;
+use crate::common::{OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, sha256};
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// A ustar archive of regular files (mode 0644, owned by root, fixed mtime).
-pub fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, data) in files {
         assert!(name.len() < 100, "tar entry name too long: {name}");
@@ -47,10 +43,10 @@ pub fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// An OCI content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: String,
-    pub size: usize,
+pub(crate) struct Descriptor {
+    pub(crate) media_type: String,
+    pub(crate) digest: String,
+    pub(crate) size: usize,
 }
 
 impl Descriptor {
@@ -70,20 +66,20 @@ impl Descriptor {
 
 /// An image written to a layout.
 #[derive(Debug, Clone)]
-pub struct Image {
-    pub manifest: Descriptor,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
+pub(crate) struct Image {
+    pub(crate) manifest: Descriptor,
+    pub(crate) config: Descriptor,
+    pub(crate) layers: Vec<Descriptor>,
 }
 
 /// An OCI image layout directory.
-pub struct Layout {
-    pub dir: PathBuf,
+pub(crate) struct Layout {
+    pub(crate) dir: PathBuf,
 }
 
 impl Layout {
     /// A new, empty layout in `dir`.
-    pub fn create(dir: &Path) -> Self {
+    pub(crate) fn create(dir: &Path) -> Self {
         std::fs::create_dir_all(dir.join("blobs/sha256")).expect("cannot make the layout");
         std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("cannot write oci-layout");
         std::fs::write(dir.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#).expect("cannot write index");
@@ -91,13 +87,13 @@ impl Layout {
     }
 
     /// A layout some tool wrote to `dir`.
-    pub fn open(dir: &Path) -> Self {
+    pub(crate) fn open(dir: &Path) -> Self {
         assert!(dir.join("oci-layout").is_file(), "{} is not an OCI layout", dir.display());
         Self { dir: dir.to_path_buf() }
     }
 
     /// The skopeo image name of reference `reference` in this layout.
-    pub fn name(&self, reference: &str) -> String {
+    pub(crate) fn name(&self, reference: &str) -> String {
         format!("oci:{}:{reference}", self.dir.display())
     }
 
@@ -107,21 +103,21 @@ impl Layout {
     }
 
     /// Stores `bytes` as a blob.
-    pub fn write_blob(&self, media_type: &str, bytes: &[u8]) -> Descriptor {
+    pub(crate) fn write_blob(&self, media_type: &str, bytes: &[u8]) -> Descriptor {
         let d = Descriptor { media_type: media_type.to_string(), digest: sha256(bytes), size: bytes.len() };
         std::fs::write(self.blob_path(&d.digest), bytes).expect("cannot write a blob");
         d
     }
 
     /// The bytes of a blob; panics when the layout does not have it.
-    pub fn blob(&self, digest: &str) -> Vec<u8> {
+    pub(crate) fn blob(&self, digest: &str) -> Vec<u8> {
         let path = self.blob_path(digest);
         std::fs::read(&path).unwrap_or_else(|e| panic!("layout {} lacks blob {digest}: {e}", self.dir.display()))
     }
 
     /// Writes a linux/`arch` image of uncompressed tar `layers`.
-    pub fn image(&self, arch: &str, layers: &[Vec<u8>]) -> Image {
-        let layers: Vec<Descriptor> = layers.iter().map(|l| self.write_blob(OCI_LAYER_TAR, l)).collect();
+    pub(crate) fn image(&self, arch: &str, layers: &[Vec<u8>]) -> Image {
+        let layers: Vec<Descriptor> = layers.iter().map(|l| self.write_blob(OCI_LAYER, l)).collect();
         let config = json!({
             "architecture": arch,
             "os": "linux",
@@ -140,7 +136,7 @@ impl Layout {
     }
 
     /// Writes an image index over `images`, each a linux image of the given architecture.
-    pub fn index(&self, images: &[(&Image, &str)]) -> Descriptor {
+    pub(crate) fn index(&self, images: &[(&Image, &str)]) -> Descriptor {
         let manifests: Vec<Value> = images
             .iter()
             .map(|(image, arch)| {
@@ -154,7 +150,7 @@ impl Layout {
     }
 
     /// Points reference `name` at `target` in `index.json`.
-    pub fn tag(&self, name: &str, target: &Descriptor) {
+    pub(crate) fn tag(&self, name: &str, target: &Descriptor) {
         let path = self.dir.join("index.json");
         let mut index: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let manifests = index["manifests"].as_array_mut().expect("index.json has manifests");
@@ -166,7 +162,7 @@ impl Layout {
     }
 
     /// What reference `name` points at in `index.json`.
-    pub fn reference(&self, name: &str) -> Descriptor {
+    pub(crate) fn reference(&self, name: &str) -> Descriptor {
         let index: Value = serde_json::from_slice(&std::fs::read(self.dir.join("index.json")).unwrap()).unwrap();
         let found = index["manifests"].as_array().and_then(|ms| ms.iter().find(|m| m["annotations"][REF_NAME] == name));
         Descriptor::from_json(found.unwrap_or_else(|| panic!("index.json has no reference {name}: {index}")))
@@ -174,13 +170,13 @@ impl Layout {
 }
 
 /// Reads the descriptors of an image index or the config and layers of an image manifest.
-pub fn parse_manifest(bytes: &[u8]) -> Value {
+pub(crate) fn parse_manifest(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("not a JSON manifest ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 /// The digests of an index's `manifests` or a manifest's `layers`.
-pub fn digests(manifest: &Value, field: &str) -> Vec<String> {
+pub(crate) fn digests(manifest: &Value, field: &str) -> Vec<String> {
     manifest[field]
         .as_array()
         .unwrap_or_else(|| panic!("no {field} in {manifest}"))

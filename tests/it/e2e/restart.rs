@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use tempfile::TempDir;
 
 use super::server::Server;
-use super::{http, random_bytes, sha256, sha512};
+use crate::common::{http, random_bytes, sha256, sha512};
 
 const FIRST: usize = 12 << 20;
 const SECOND: usize = (3 << 20) + 4321;

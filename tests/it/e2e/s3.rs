@@ -6,8 +6,8 @@
 //! storage calls of a push, a re-push, a pull, a blob `HEAD` and a tags list stay within budget,
 //! counted from the `storage_calls=` of the server's request log lines.
 //!
-//! Without `BERTH_TEST_S3_ENDPOINT` (or skopeo) the tests fail under CI (env `CI` set) and are a
-//! loud skip elsewhere.
+//! Without `BERTH_TEST_S3_ENDPOINT` (or skopeo) the tests fail under CI (env `CI` set) and are
+//! skipped elsewhere.
 
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::layout::{Image, Layout, tar};
 use super::server::Server;
-use super::{describe, http, random_bytes, require_tool, run, sha256, skip, unique};
+use crate::common::{S3Kind, S3Server, describe, http, random_bytes, require_tool, run, sha256, unique};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -31,24 +31,11 @@ struct S3 {
 }
 
 impl S3 {
-    /// The server named by the environment, or `None` (after failing under CI, or saying loudly
-    /// that `test` is skipped) when there is none or skopeo is missing.
+    /// The server the test script started, or `None` (after failing under CI, or a skip of
+    /// `test`) when there is none or skopeo is missing.
     fn from_env(test: &str) -> Option<Self> {
-        let endpoint = std::env::var("BERTH_TEST_S3_ENDPOINT").unwrap_or_default();
-        if endpoint.is_empty() {
-            if std::env::var_os("CI").is_some() {
-                panic!("BERTH_TEST_S3_ENDPOINT is not set, and CI must run {test}: scripts/test starts s3s-fs");
-            }
-            skip(&format!(
-                "{test}: BERTH_TEST_S3_ENDPOINT is not set (`source scripts/s3-servers && s3_servers_start` starts a server)"
-            ));
-            return None;
-        }
-        if !require_tool("skopeo", test) {
-            return None;
-        }
-        let bucket = std::env::var("BERTH_TEST_S3_BUCKET").unwrap_or_else(|_| "berth-test".to_string());
-        Some(Self { endpoint, bucket })
+        let S3Server { endpoint, bucket } = S3Server::require(S3Kind::Signing, test)?;
+        require_tool("skopeo", test).then_some(Self { endpoint, bucket })
     }
 
     /// A berth server over a fresh prefix, and that prefix.
@@ -61,7 +48,7 @@ impl S3 {
     async fn store(&self, prefix: &str) -> S3Storage {
         S3Storage::new(S3Options {
             bucket: self.bucket.clone(),
-            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_string()),
+            region: "us-east-1".to_string(),
             endpoint: Some(self.endpoint.clone()),
             public_endpoint: None,
             path_style: true,

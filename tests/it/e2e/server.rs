@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::unique;
 use tempfile::TempDir;
 
 /// How long a server may take to listen and answer `GET /v2/`.
@@ -25,7 +26,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running `berth serve`.
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     addr: SocketAddr,
     log: PathBuf,
@@ -34,12 +35,12 @@ pub struct Server {
 }
 
 /// The workspace root (this crate lives in `<root>/tests`).
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// The `berth` binary under test.
-pub fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("BERTH_BIN") {
         let bin = PathBuf::from(bin);
         assert!(bin.is_file(), "BERTH_BIN={} is not a file", bin.display());
@@ -57,7 +58,7 @@ pub fn binary() -> PathBuf {
 
 impl Server {
     /// A server over a fresh temporary root.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let temp = tempfile::Builder::new().prefix("berth-e2e-root-").tempdir().expect("cannot make a temp dir");
         let mut server = Self::start_on(temp.path());
         server._temp = Some(temp);
@@ -65,19 +66,19 @@ impl Server {
     }
 
     /// A server over `root` (which may hold the data of an earlier server).
-    pub fn start_on(root: &Path) -> Self {
+    pub(crate) fn start_on(root: &Path) -> Self {
         Self::start_with(&[OsStr::new("--storage"), OsStr::new("fs"), OsStr::new("--root"), root.as_os_str()])
     }
 
     /// An open server (`--auth none`) over `prefix` of an S3 bucket (path-style addressing;
     /// credentials from the AWS environment, which the server inherits). It starts only if its
     /// start-up check passes.
-    pub fn start_s3(endpoint: &str, bucket: &str, prefix: &str) -> Self {
+    pub(crate) fn start_s3(endpoint: &str, bucket: &str, prefix: &str) -> Self {
         Self::start_s3_with(endpoint, bucket, prefix, &["--auth", "none"])
     }
 
     /// A server over `prefix` of an S3 bucket, with further arguments.
-    pub fn start_s3_with(endpoint: &str, bucket: &str, prefix: &str, extra: &[&str]) -> Self {
+    pub(crate) fn start_s3_with(endpoint: &str, bucket: &str, prefix: &str, extra: &[&str]) -> Self {
         let args =
             ["--storage", "s3", "--s3-endpoint", endpoint, "--s3-bucket", bucket, "--s3-path-style", "--s3-prefix"];
         let args: Vec<&OsStr> = args.into_iter().chain([prefix]).chain(extra.iter().copied()).map(OsStr::new).collect();
@@ -85,16 +86,16 @@ impl Server {
     }
 
     /// A server with these storage (and other) arguments.
-    pub fn start_with(storage: &[&OsStr]) -> Self {
+    pub(crate) fn start_with(storage: &[&OsStr]) -> Self {
         Self::start_with_env(storage, &[])
     }
 
     /// A server with these arguments and further environment variables.
-    pub fn start_with_env(storage: &[&OsStr], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with_env(storage: &[&OsStr], env: &[(&str, &str)]) -> Self {
         let bin = binary();
         let logs = workspace_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs).expect("cannot make target/e2e-logs");
-        let log = logs.join(format!("berth-{}.log", super::unique()));
+        let log = logs.join(format!("berth-{}.log", unique()));
         let stderr = File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
         let child = Command::new(&bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text"])
@@ -152,22 +153,22 @@ impl Server {
     }
 
     /// `127.0.0.1:<port>`, as image references name the registry.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         self.addr.to_string()
     }
 
     /// `http://127.0.0.1:<port><path>`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// The server's log (stderr) so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Stops the server with SIGTERM, waits for it to exit, and returns how it exited and its log.
-    pub fn stop(mut self) -> (ExitStatus, String) {
+    pub(crate) fn stop(mut self) -> (ExitStatus, String) {
         let status = self.terminate().expect("the server was running");
         (status, self.log())
     }

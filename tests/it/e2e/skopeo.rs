@@ -11,9 +11,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::layout::{self, Image, Layout, OCI_INDEX, OCI_MANIFEST, tar};
+use super::layout::{self, Image, Layout, tar};
 use super::server::Server;
-use super::{describe, http, random_bytes, require_tool, run, sha256};
+use crate::common::{OCI_INDEX, OCI_MANIFEST, describe, http, random_bytes, require_tool, run, sha256};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 

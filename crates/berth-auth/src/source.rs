@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::policy::Policy;
+use crate::policy::Policy;
 
 /// Where the policy text is read from (a file, an S3 object); implemented by the shells.
 #[async_trait::async_trait]
@@ -17,7 +17,7 @@ pub trait PolicySource: Send + Sync {
 }
 
 /// The current policy and, when it has a source, when to read it again.
-pub(super) struct Current {
+pub(crate) struct Current {
     policy: RwLock<Arc<Policy>>,
     reload: Option<Reload>,
 }
@@ -30,20 +30,20 @@ struct Reload {
 }
 
 impl Current {
-    pub(super) fn new(policy: Policy, source: Option<(Arc<dyn PolicySource>, Duration)>) -> Self {
+    pub(crate) fn new(policy: Policy, source: Option<(Arc<dyn PolicySource>, Duration)>) -> Self {
         let reload =
             source.map(|(source, every)| Reload { source, every, state: Mutex::new((Instant::now() + every, None)) });
         Self { policy: RwLock::new(Arc::new(policy)), reload }
     }
 
     /// The policy in force.
-    pub(super) fn get(&self) -> Arc<Policy> {
+    pub(crate) fn get(&self) -> Arc<Policy> {
         self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Starts a background read of the source when one is due; requests go on with the policy
     /// in force meanwhile.
-    pub(super) fn refresh(self: &Arc<Self>) {
+    pub(crate) fn refresh(self: &Arc<Self>) {
         let Some(reload) = &self.reload else { return };
         {
             let mut state = reload.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -9,29 +9,31 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::password;
-use super::policy::Policy;
+use crate::password;
+use crate::policy::Policy;
 
 /// Failed logins one client may make within [`WINDOW`] before it is answered TOOMANYREQUESTS.
-pub const MAX_FAILURES: u32 = 5;
+pub(crate) const MAX_FAILURES: u32 = 5;
 /// The period over which failures are counted, from the first one.
-pub const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 /// How long a successful check is remembered.
 const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Bound on remembered entries (clients tracked, successful checks); beyond it the oldest go.
 const MAX_ENTRIES: usize = 4096;
 
 /// Why a login was refused.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LoginError {
     /// Unknown user or wrong password.
+    #[error("invalid username or password")]
     Invalid,
     /// Too many failures from this client; retry after the duration.
+    #[error("too many failed logins from this address; retry in {} s", .0.as_secs().max(1))]
     Throttled(Duration),
 }
 
 /// Failed-login counters and the cache of successful checks of one process.
-pub struct Logins {
+pub(crate) struct Logins {
     failures: Mutex<HashMap<Option<IpAddr>, (Instant, u32)>>,
     verified: Mutex<HashMap<[u8; 32], Instant>>,
     /// Random per process: cache keys are hashes of it with the credentials, so they reveal nothing.
@@ -46,7 +48,7 @@ impl Default for Logins {
 
 impl Logins {
     /// Checks `user`/`password` against `policy` for a client at `client` (if known).
-    pub async fn check(
+    pub(crate) async fn check(
         &self,
         policy: &Arc<Policy>,
         client: Option<IpAddr>,

@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::Action;
+
 /// The `iss` of every token berth issues.
 const ISSUER: &str = "berth";
 
@@ -76,6 +78,15 @@ pub struct Claims {
     pub access: Vec<ResourceActions>,
     /// Access or refresh.
     pub token_use: TokenUse,
+}
+
+impl Claims {
+    /// Whether the token grants `action` on `repository`.
+    pub fn grants(&self, repository: &str, action: Action) -> bool {
+        self.access.iter().any(|a| {
+            a.kind == "repository" && a.name == repository && a.actions.iter().any(|x| x == action.as_str() || x == "*")
+        })
+    }
 }
 
 /// Why a presented token was refused (told to the client in the `error_description`).

@@ -23,8 +23,39 @@ use std::collections::{BTreeMap, BTreeSet};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
-use super::Action;
-use super::password;
+use crate::password;
+
+/// What a caller may do on a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Read manifests, blobs, tags and referrers.
+    Pull,
+    /// Upload blobs and manifests.
+    Push,
+    /// Delete manifests, tags and blobs.
+    Delete,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 3] = [Action::Pull, Action::Push, Action::Delete];
+
+    /// The name used in policies and token scopes.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+impl std::str::FromStr for Action {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s).ok_or(())
+    }
+}
 
 /// A parsed, validated policy.
 pub struct Policy {
@@ -212,7 +243,7 @@ mod tests {
 
     #[test]
     fn the_example_policy_parses_and_means_what_it_says() {
-        let p = Policy::parse(include_str!("../../../../infra/berth-auth.example.toml")).unwrap();
+        let p = Policy::parse(include_str!("../../../infra/berth-auth.example.toml")).unwrap();
         assert_eq!(p.allowed(Some("alice"), "any/thing"), set(&Action::ALL));
         assert_eq!(p.allowed(Some("ci"), "team/app"), set(&[Action::Pull, Action::Push]));
         assert_eq!(p.allowed(Some("ci"), "other"), set(&[Action::Pull]));

@@ -1,0 +1,279 @@
+//! Every setting of berth and its default, declared once: [`Settings`] is one clap argument
+//! struct. `berth serve` parses it from its command line, where every flag can also be given as
+//! its `BERTH_*` environment variable; the Lambda function parses the same struct from its
+//! environment alone ([`Settings::from_env`]). The README's configuration tables are checked
+//! against it by a test, so the two cannot drift apart.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, ValueEnum};
+
+/// The region used when neither `--s3-region` nor the AWS environment or profile names one.
+pub const FALLBACK_REGION: &str = "us-east-1";
+
+/// Every setting of a berth deployment.
+#[derive(Args, Clone)]
+pub struct Settings {
+    /// Address to listen on (`berth serve`; the Lambda function has none).
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: SocketAddr,
+    /// Storage backend.
+    #[arg(long, value_enum, env = "BERTH_STORAGE", default_value = "fs")]
+    pub storage: StorageKind,
+    /// Data directory of the fs backend.
+    #[arg(long, env = "BERTH_ROOT", default_value = "./berth-data")]
+    pub root: PathBuf,
+    /// Size of the parts uploads are streamed to storage in, in MiB (5 to 5120).
+    #[arg(long, env = "BERTH_PART_SIZE_MIB", default_value_t = 8, value_parser = clap::value_parser!(u64).range(5..=5120))]
+    pub part_size_mib: u64,
+    /// How long the presigned URLs of blob redirects stay valid (e.g. 900s, 15m, 1h).
+    #[arg(long, env = "BERTH_REDIRECT_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub redirect_ttl: Duration,
+    /// Log line format.
+    #[arg(long, value_enum, env = "BERTH_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// What to log, in `tracing`'s `EnvFilter` syntax (`info`, `debug`, `berth_core=debug,info`).
+    #[arg(long, env = "BERTH_LOG", default_value = "info", value_parser = check_filter)]
+    pub log: String,
+    /// Behind a reverse proxy: take the client's address (which failed logins are counted by)
+    /// from the last entry of `X-Forwarded-For`, which the proxy appends. Only with a proxy that
+    /// sets it: clients could otherwise choose their address.
+    #[arg(long, env = "BERTH_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+    /// The S3 backend.
+    #[command(flatten)]
+    pub s3: S3Settings,
+    /// Authentication.
+    #[command(flatten)]
+    pub auth: AuthSettings,
+    /// Largest request body the deployment can take: fixed by the shell (the Lambda's payload
+    /// limit), not a flag.
+    #[arg(skip)]
+    pub max_body: Option<u64>,
+}
+
+/// Where the S3 backend keeps its data. Credentials come from the standard AWS chain
+/// (environment, profile, web identity, container or instance role).
+#[derive(Args, Clone)]
+pub struct S3Settings {
+    /// Bucket to store blobs, manifests and upload state in.
+    #[arg(long, env = "BERTH_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Region of the bucket (and of SSM Parameter Store); by default the AWS environment's
+    /// (`AWS_REGION`) or profile's, else us-east-1.
+    #[arg(long, env = "BERTH_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Endpoint URL of an S3-compatible server (MinIO, …); AWS when unset.
+    #[arg(long, env = "BERTH_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Use path-style addressing (`endpoint/bucket/key`), as most local servers need.
+    #[arg(long, env = "BERTH_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+    /// Endpoint URL that clients use to reach storage when it differs from `--s3-endpoint`;
+    /// redirects are signed for it.
+    #[arg(long, env = "BERTH_S3_PUBLIC_ENDPOINT")]
+    pub s3_public_endpoint: Option<String>,
+    /// Key prefix inside the bucket, to share a bucket with other data.
+    #[arg(long, env = "BERTH_S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+}
+
+/// Who may do what (see the README's "Authentication"). Tokens are HS256 JWTs signed with the
+/// secret; the secret is never logged.
+#[derive(Args, Clone)]
+pub struct AuthSettings {
+    /// The auth policy: a TOML file, `s3://bucket/key` (with --storage s3), or `none` to let
+    /// anyone pull, push and delete. Required with --storage s3; without it a local backend is open.
+    #[arg(long, env = "BERTH_AUTH")]
+    pub auth: Option<String>,
+    /// Token signing secret (at least 32 bytes), the same on every instance. Prefer
+    /// --auth-secret-file or --auth-secret-ssm: command lines are visible to other local users.
+    #[arg(long, env = "BERTH_AUTH_SECRET", hide_env_values = true, conflicts_with_all = ["auth_secret_file", "auth_secret_ssm"])]
+    pub auth_secret: Option<String>,
+    /// File holding the token signing secret.
+    #[arg(long, env = "BERTH_AUTH_SECRET_FILE", conflicts_with = "auth_secret_ssm")]
+    pub auth_secret_file: Option<PathBuf>,
+    /// SSM Parameter Store parameter (a SecureString) holding the token signing secret, read at
+    /// start-up; `/aws/reference/secretsmanager/<id>` reads a Secrets Manager secret.
+    #[arg(long, env = "BERTH_AUTH_SECRET_SSM")]
+    pub auth_secret_ssm: Option<String>,
+    /// Service name in challenges and the audience of tokens.
+    #[arg(long, env = "BERTH_AUTH_SERVICE", default_value = "berth")]
+    pub auth_service: String,
+    /// URL clients reach the registry at (the token realm is `<url>/token`); by default the
+    /// request's Host and X-Forwarded-Proto.
+    #[arg(long, env = "BERTH_PUBLIC_URL", value_parser = check_url)]
+    pub public_url: Option<String>,
+    /// Lifetime of access tokens.
+    #[arg(long, env = "BERTH_TOKEN_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub token_ttl: Duration,
+    /// How often the policy is read again; a changed policy applies without a restart.
+    #[arg(long, env = "BERTH_AUTH_RELOAD", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub auth_reload: Duration,
+    /// Lifetime of refresh tokens (what `docker login` keeps).
+    #[arg(long, env = "BERTH_REFRESH_TOKEN_TTL", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub refresh_token_ttl: Duration,
+}
+
+/// Where the registry keeps its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StorageKind {
+    /// A directory on the local filesystem (`--root`).
+    Fs,
+    /// Process memory: everything is lost on exit. For tests and demos.
+    Memory,
+    /// An S3 bucket (`--s3-bucket`), on AWS or any S3-compatible server (`--s3-endpoint`).
+    S3,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable key=value lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A command whose only arguments are the settings, for parsing them from the environment.
+#[derive(Parser)]
+#[command(name = "berth")]
+struct EnvOnly {
+    #[command(flatten)]
+    settings: Settings,
+}
+
+impl Settings {
+    /// The settings given by the environment alone (`BERTH_*`), the others at their defaults:
+    /// how the Lambda function, which has no command line, is configured.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        EnvOnly::try_parse_from(["berth"]).map(|parsed| parsed.settings)
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> berth_core::Config {
+        berth_core::Config {
+            part_size: (self.part_size_mib * 1024 * 1024) as usize,
+            redirect_ttl: self.redirect_ttl,
+            max_body: self.max_body,
+            public_url: self.auth.public_url.clone(),
+            trust_forwarded_for: self.trust_forwarded_for,
+        }
+    }
+}
+
+fn check_url(url: &str) -> Result<String, String> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(url.trim_end_matches('/').to_string())
+    } else {
+        Err(format!("{url:?} must start with https:// or http://"))
+    }
+}
+
+fn check_filter(filter: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(filter).map(|_| filter.to_string()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        EnvOnly::try_parse_from(std::iter::once("berth").chain(args.iter().copied())).map(|p| p.settings)
+    }
+
+    #[test]
+    fn flags_are_checked() {
+        let settings = parse(&["--public-url", "https://r.example.com/", "--part-size-mib", "16"]).unwrap();
+        assert_eq!(settings.auth.public_url.as_deref(), Some("https://r.example.com"));
+        assert_eq!(settings.config().part_size, 16 * 1024 * 1024);
+        assert!(parse(&["--public-url", "r.example.com"]).is_err());
+        assert!(parse(&["--part-size-mib", "4"]).is_err());
+        assert!(parse(&["--log", "info,[[["]).is_err());
+        assert!(parse(&["--auth-secret", "x", "--auth-secret-file", "f"]).is_err());
+    }
+
+    /// One row of a README configuration table: flag, environment variable, default.
+    #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+    struct Row {
+        flag: String,
+        env: String,
+        default: String,
+    }
+
+    /// What the README should say of each setting: `` `value` `` for a default clap fills in,
+    /// `off` for a switch, and words (anything not in backticks) where berth decides at run time.
+    fn from_settings() -> Vec<Row> {
+        let command = EnvOnly::command();
+        let mut rows: Vec<Row> = command
+            .get_arguments()
+            .filter(|a| a.get_long().is_some())
+            .map(|a| {
+                let defaults: Vec<String> =
+                    a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+                let default = match (a.get_action(), defaults.as_slice()) {
+                    (clap::ArgAction::SetTrue, _) => "off".to_string(),
+                    (_, [value]) if !value.is_empty() => format!("`{value}`"),
+                    _ => "(none)".to_string(),
+                };
+                Row {
+                    flag: format!("`--{}`", a.get_long().unwrap_or_default()),
+                    env: format!("`{}`", a.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default()),
+                    default,
+                }
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    /// Every row of the README's tables that starts with a flag.
+    fn from_readme() -> Vec<Row> {
+        let readme = include_str!("../../../README.md");
+        let mut rows: Vec<Row> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `--"))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+                let default = match cells.get(2).copied().unwrap_or_default() {
+                    d if d.starts_with('`') || d == "off" => d.to_string(),
+                    _ => "(none)".to_string(),
+                };
+                Row { flag: cells[0].to_string(), env: cells.get(1).unwrap_or(&"").to_string(), default }
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn the_sam_template_sets_only_settings_that_exist() {
+        let known: Vec<String> = from_settings().into_iter().map(|r| r.env.trim_matches('`').to_string()).collect();
+        let template = include_str!("../../../template.yaml");
+        let set: Vec<&str> = template
+            .lines()
+            .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
+            .filter(|k| k.starts_with("BERTH_"))
+            .collect();
+        assert!(set.contains(&"BERTH_STORAGE"), "the function must be told to use S3");
+        for name in set {
+            assert!(known.iter().any(|k| k == name), "template.yaml sets {name}, which is no setting of berth");
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_with_its_default() {
+        let (documented, declared) = (from_readme(), from_settings());
+        let missing: Vec<&Row> = declared.iter().filter(|r| !documented.contains(r)).collect();
+        let stale: Vec<&Row> = documented.iter().filter(|r| !declared.contains(r)).collect();
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "the README's configuration tables and Settings differ\n  not (or not so) in the README: {missing:#?}\n  \
+             in the README only: {stale:#?}"
+        );
+    }
+}

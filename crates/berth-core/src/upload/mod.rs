@@ -1,0 +1,265 @@
+//! Upload endpoints (OCI Distribution Spec, "Pushing blobs"): `POST` (end-4a/4b/11),
+//! `PATCH` (end-5), `PUT` (end-6), `GET` (end-13) and `DELETE` on `/v2/<name>/blobs/uploads/…`.
+//!
+//! Sessions are stateless for the server ([`session`]): each PATCH reads the state, streams its
+//! body through the hash into parts, and writes the state back. The final `PUT` verifies the
+//! digest from the saved hash state (no re-read of the data) and only then makes the bytes
+//! visible under `blobs/`, with `CreateOnly` ([`finish`]). A blob whose digest is known before
+//! its bytes (`POST ?digest=`, a `PUT` carrying the whole blob) streams straight to its key.
+
+mod finish;
+mod session;
+
+use berth_storage::MIN_PART_SIZE;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::StatusCode;
+use http::header::{CONTENT_RANGE, LOCATION, RANGE};
+
+use self::session::Session;
+use crate::digest::{Digest, Hasher};
+use crate::error::{ErrorKind, RegistryError, Result};
+use crate::http::{Reply, RequestBody, content_length, header, headers};
+use crate::names::Name;
+use crate::writer::{Multipart, PartWriter};
+use crate::{Registry, Req, keys};
+
+fn upload_url(name: &Name, id: &str) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+/// The `Range` header value for `offset` received bytes (`0-0` before the first byte).
+fn progress(offset: u64) -> String {
+    format!("0-{}", offset.saturating_sub(1))
+}
+
+/// The answer to a stored blob (201).
+fn created(name: &Name, digest: &Digest) -> Reply {
+    Reply::new(StatusCode::CREATED)
+        .header(LOCATION, format!("/v2/{name}/blobs/{digest}"))
+        .header(headers::CONTENT_DIGEST, digest.to_string())
+}
+
+/// The answer to a session in progress: its Location, `Range` and id.
+fn in_progress(status: StatusCode, name: &Name, id: &str, offset: u64) -> Reply {
+    Reply::new(status)
+        .header(LOCATION, upload_url(name, id))
+        .header(RANGE, progress(offset))
+        .header(headers::UPLOAD_UUID, id)
+}
+
+fn digest_mismatch(digest: &Digest) -> RegistryError {
+    RegistryError::new(ErrorKind::DigestInvalid, format!("the uploaded content does not match digest {digest}"))
+}
+
+/// Parses `Content-Range` of a chunk: `<start>-<end>` (also `bytes <start>-<end>[/<total>]`).
+fn parse_content_range(value: &str) -> Option<(u64, u64)> {
+    let v = value.trim();
+    let v = v.strip_prefix("bytes").map(|s| s.trim_start_matches([' ', '='])).unwrap_or(v);
+    let v = v.split('/').next()?;
+    let (start, end) = v.split_once('-')?;
+    Some((start.trim().parse().ok()?, end.trim().parse().ok()?))
+}
+
+/// Checks a chunk's `Content-Range` against the session; returns the chunk's declared length.
+fn chunk_length(req: &Req, offset: u64) -> Result<Option<u64>> {
+    let length = content_length(&req.headers)?;
+    let Some(value) = header(&req.headers, &CONTENT_RANGE) else {
+        return Ok(length);
+    };
+    let out_of_order =
+        |why: String| RegistryError::new(ErrorKind::BlobUploadOutOfOrder, why).with_header(RANGE, progress(offset));
+    let (start, end) = parse_content_range(value)
+        .ok_or_else(|| out_of_order(format!("malformed Content-Range {value:?}; expected <start>-<end>")))?;
+    let chunk = end.checked_sub(start).and_then(|n| n.checked_add(1)).filter(|_| start == offset);
+    let Some(chunk) = chunk else {
+        return Err(out_of_order(format!(
+            "chunk {start}-{end} does not continue the upload, which has {offset} bytes"
+        )));
+    };
+    match length {
+        Some(l) if l != chunk => Err(RegistryError::new(
+            ErrorKind::SizeInvalid,
+            format!("Content-Length {l} does not match Content-Range {value:?} ({chunk} bytes)"),
+        )),
+        _ => Ok(Some(chunk)),
+    }
+}
+
+impl Registry {
+    /// `POST /v2/<name>/blobs/uploads/`: mount (`?mount=&from=`, 201, else a new session),
+    /// monolithic upload (`?digest=`, 201) or a new session (202).
+    pub(crate) async fn start_upload(&self, name: &Name, req: &Req, body: &mut RequestBody) -> Result<Reply> {
+        if let Some(mount) = req.query.get("mount") {
+            if let Some(reply) = self.try_mount(name, mount, req).await? {
+                return Ok(reply);
+            }
+        } else if let Some(digest) = req.query.get("digest") {
+            let digest: Digest = digest.parse()?;
+            let expected = content_length(&req.headers)?;
+            self.write_blob(name, &digest, body, expected).await?;
+            return Ok(created(name, &digest));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        Session::create(&self.store, name, &id).await?;
+        let mut reply = in_progress(StatusCode::ACCEPTED, name, &id, 0);
+        if let Some(max) = self.config.max_body {
+            reply = reply.header(headers::OCI_CHUNK_MIN_LENGTH, MIN_PART_SIZE.min(max).to_string());
+        }
+        Ok(reply)
+    }
+
+    /// Links a blob of repository `from` into `name`; `None` (fall back to a session) when the
+    /// parameters are unusable, the caller may not pull `from`, or `from` does not have the blob.
+    async fn try_mount(&self, name: &Name, mount: &str, req: &Req) -> Result<Option<Reply>> {
+        let (Ok(digest), Some(Ok(from))) = (mount.parse::<Digest>(), req.query.get("from").map(Name::parse)) else {
+            return Ok(None);
+        };
+        if !req.access.allows(&from, berth_auth::Action::Pull) {
+            return Ok(None);
+        }
+        match self.link_size(&from, &digest).await? {
+            Some(size) => {
+                self.link_blob(name, &digest, size).await?;
+                Ok(Some(created(name, &digest)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Receives a blob whose digest is known before its bytes: hashes while streaming straight
+    /// to `blobs/<alg>/<hex>` (nothing visible until verified), or only hashes when the blob is
+    /// stored already; then links it. Returns the size.
+    async fn write_blob(
+        &self,
+        name: &Name,
+        digest: &Digest,
+        body: &mut RequestBody,
+        expected: Option<u64>,
+    ) -> Result<u64> {
+        let key = keys::blob(digest);
+        let exists = self.store.exists(&key).await?;
+        let mut writer = (!exists).then(|| {
+            PartWriter::new(
+                self.store.backend().clone(),
+                key,
+                self.config.part_size,
+                Multipart::default(),
+                Bytes::new(),
+            )
+        });
+        let mut hasher = Hasher::new(digest.algorithm());
+        let received = match self.receive(body, expected, &mut hasher, writer.as_mut()).await {
+            Ok(n) => n,
+            Err(e) => return Err(abandon(writer, e).await),
+        };
+        if hasher.finish() != *digest {
+            return Err(abandon(writer, digest_mismatch(digest)).await);
+        }
+        if let Some(w) = writer {
+            // Refused only when a racing upload stored the same verified bytes first.
+            w.create().await?;
+        }
+        self.link_blob(name, digest, received).await?;
+        Ok(received)
+    }
+
+    /// Streams `body` through `hasher` into `writer`, enforcing the expected length and the
+    /// deployment's body limit. Returns the number of bytes received.
+    async fn receive(
+        &self,
+        body: &mut RequestBody,
+        expected: Option<u64>,
+        hasher: &mut Hasher,
+        mut writer: Option<&mut PartWriter>,
+    ) -> Result<u64> {
+        let mut received = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                RegistryError::new(ErrorKind::BlobUploadInvalid, format!("the request body could not be read: {e}"))
+            })?;
+            received += chunk.len() as u64;
+            if let Some(max) = self.config.max_body.filter(|max| received > *max) {
+                return Err(RegistryError::new(
+                    ErrorKind::PayloadTooLarge,
+                    format!(
+                        "request body exceeds this registry's limit of {max} bytes per request; \
+                         upload the blob in chunks: POST, then PATCH with Content-Range chunks of at most {max} bytes, then PUT"
+                    ),
+                ));
+            }
+            if expected.is_some_and(|e| received > e) {
+                break;
+            }
+            hasher.update(&chunk);
+            if let Some(w) = writer.as_mut() {
+                w.write(&chunk).await?;
+            }
+        }
+        match expected {
+            Some(e) if e != received => Err(RegistryError::new(
+                ErrorKind::SizeInvalid,
+                format!(
+                    "the body has {}{received} bytes but {e} were declared",
+                    if received > e { "more than " } else { "" }
+                ),
+            )),
+            _ => Ok(received),
+        }
+    }
+
+    /// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk (with `Content-Range`) or a
+    /// stream (without) and answers 202 with the new `Range`.
+    pub(crate) async fn patch_upload(&self, name: &Name, id: &str, req: &Req, body: &mut RequestBody) -> Result<Reply> {
+        let (mut session, etag) = Session::load(&self.store, name, id).await?;
+        let expected = chunk_length(req, session.offset)?;
+        let (mut hasher, mut writer) = session.resume(&self.store, id, self.config.part_size).await?;
+        let received = self.receive(body, expected, &mut hasher, Some(&mut writer)).await?;
+        if received > 0 {
+            let (multipart, tail) = writer.suspend().await?;
+            let replaced = session.advance(&self.store, id, received, &hasher, multipart, tail).await?;
+            session.save(&self.store, id, etag).await?;
+            if let Some(old) = replaced {
+                self.store.cleanup(&old).await;
+            }
+        }
+        Ok(in_progress(StatusCode::ACCEPTED, name, id, session.offset))
+    }
+
+    /// `GET /v2/<name>/blobs/uploads/<id>`: 204 with the session's `Range`.
+    pub(crate) async fn upload_status(&self, name: &Name, id: &str) -> Result<Reply> {
+        let (session, _) = Session::load(&self.store, name, id).await?;
+        Ok(in_progress(StatusCode::NO_CONTENT, name, id, session.offset))
+    }
+
+    /// `DELETE /v2/<name>/blobs/uploads/<id>`: cancels the session (204).
+    pub(crate) async fn cancel_upload(&self, name: &Name, id: &str) -> Result<Reply> {
+        let (session, _) = Session::load(&self.store, name, id).await?;
+        session.end(&self.store, id, Some(&session.multipart)).await;
+        Ok(Reply::new(StatusCode::NO_CONTENT))
+    }
+}
+
+/// Aborts a direct write after `err`, returning `err`.
+async fn abandon(writer: Option<PartWriter>, err: RegistryError) -> RegistryError {
+    if let Some(w) = writer
+        && let Err(e) = w.abort().await
+    {
+        tracing::warn!(error = %e, "could not abort multipart upload");
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("0-99"), Some((0, 99)));
+        assert_eq!(parse_content_range("bytes 100-199/1000"), Some((100, 199)));
+        assert_eq!(parse_content_range("bytes=5-9"), Some((5, 9)));
+        assert_eq!(parse_content_range("x"), None);
+        assert_eq!(parse_content_range("-5"), None);
+    }
+}

@@ -1,0 +1,120 @@
+//! `berth serve` over the engine: an axum/hyper server with one log line per request
+//! (including the storage calls it made), `Connection: close` after a request body the engine
+//! left unread, `TCP_NODELAY` on every connection, and graceful shutdown on SIGINT/SIGTERM.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::HttpBody;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use axum::serve::ListenerExt;
+use berth_core::Registry;
+use berth_core::http::{Body, BoxError, ClientAddr, User};
+use berth_storage::calls;
+use futures_util::{StreamExt, TryStreamExt};
+use http::HeaderValue;
+use http::header::{CONNECTION, CONTENT_LENGTH};
+use tokio::net::TcpListener;
+
+/// The registry as an axum router: every path goes to the engine.
+pub fn app(registry: Registry) -> Router {
+    Router::new().fallback(handle).with_state(registry)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    // Without TCP_NODELAY a response whose body follows its head in a second write (every
+    // streamed blob) waits for the client's delayed ACK of the head: 40 ms per small blob on a
+    // kept-alive connection.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
+    tracing::info!(%addr, "berth listening");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+/// Adapts axum's types to the engine's, and logs the request.
+async fn handle(State(registry): State<Registry>, request: Request) -> Response {
+    let started = Instant::now();
+    let (mut parts, body) = request.into_parts();
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
+    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        parts.extensions.insert(ClientAddr(peer.ip()));
+    }
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    // Whether the engine read the body to its end; an unread body (an early error answer)
+    // leaves the connection unusable for the next request, so the client is told to close it.
+    let ended = Arc::new(AtomicBool::new(HttpBody::is_end_stream(&body)));
+    let end_flag = ended.clone();
+    let body = body
+        .into_data_stream()
+        .inspect_ok(move |chunk| {
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        })
+        .map_err(|e| Box::new(e) as BoxError)
+        .chain(futures_util::stream::poll_fn(move |_| {
+            end_flag.store(true, Ordering::Relaxed);
+            Poll::Ready(None)
+        }));
+    let (mut response, calls) = calls::count(registry.handle(Request::from_parts(parts, Box::pin(body)))).await;
+    if !ended.load(Ordering::Relaxed) {
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    let sent: u64 = response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let user = response.extensions().get::<User>().map(|u| u.0.as_str());
+    tracing::info!(
+        %method,
+        path,
+        user,
+        status = response.status().as_u16(),
+        bytes_in = received.load(Ordering::Relaxed),
+        bytes_out = sent,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        storage_calls = calls::total(&calls),
+        "request"
+    );
+    response.map(|body| match body {
+        Body::Empty => axum::body::Body::empty(),
+        Body::Full(bytes) => axum::body::Body::from(bytes),
+        Body::Stream(stream) => axum::body::Body::from_stream(stream),
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
