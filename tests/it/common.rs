@@ -79,6 +79,9 @@ pub(crate) fn skip_part(test: &str, part: &str, why: &str) {
 }
 
 fn record(what: &str, test: &str, why: &str) {
+    // libtest names the thread of a test by its path (`e2e::s3::…`), which names it best.
+    let thread = std::thread::current();
+    let test = thread.name().filter(|path| path.ends_with(test)).unwrap_or(test);
     // On the real stderr: the test harness captures `eprintln!` of passing tests, but not this.
     let _ = writeln!(std::io::stderr(), "\n**********\n{what} {test}: {why}\n**********");
     if let Some(path) = std::env::var_os("BERTH_TEST_SKIPS") {

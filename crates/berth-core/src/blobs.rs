@@ -17,7 +17,7 @@ use crate::{Registry, Req, keys};
 impl Registry {
     /// The size of a blob the repository links, if it links it. One storage read.
     pub(crate) async fn link_size(&self, name: &Name, digest: &Digest) -> Result<Option<u64>> {
-        let Some((body, _)) = self.store.read_opt(&keys::blob_link(name, digest)).await? else {
+        let Some(body) = self.store.read_opt(&keys::blob_link(name, digest)).await? else {
             return Ok(None);
         };
         let size = std::str::from_utf8(&body).ok().and_then(|s| s.trim().parse().ok());

@@ -22,8 +22,8 @@ struct Page {
 }
 
 impl Registry {
-    /// Lists `<prefix><entry><suffix>` keys after `last`, by `n` (capped at
-    /// [`MAX_PAGE`]), keeping the entries `keep` accepts (further list calls fill a page it thinned).
+    /// Lists `<prefix><entry><suffix>` keys after `last`, by `n` (capped at [`MAX_PAGE`]),
+    /// keeping the entries `keep` accepts (further list calls fill a page it thinned).
     async fn page(&self, req: &Req, prefix: &str, suffix: &str, keep: impl Fn(&str) -> bool) -> Result<Page> {
         let n = match req.query.get("n") {
             None => None,

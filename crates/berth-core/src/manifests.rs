@@ -139,7 +139,7 @@ pub(crate) fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<(String,
 
 impl Registry {
     async fn read_record(&self, key: &str) -> Result<Option<Record>> {
-        self.store.read_opt(key).await?.map(|(bytes, _)| Record::decode(bytes)).transpose()
+        self.store.read_opt(key).await?.map(Record::decode).transpose()
     }
 
     fn manifest_key(name: &Name, reference: &Reference) -> String {

@@ -45,6 +45,6 @@ impl Registry {
 
     /// A referrer descriptor; `None` if it vanished (deleted meanwhile) or is unreadable.
     async fn read_descriptor(&self, key: String) -> Result<Option<serde_json::Value>> {
-        Ok(self.store.read_opt(&key).await?.and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok()))
+        Ok(self.store.read_opt(&key).await?.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 }

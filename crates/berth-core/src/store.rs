@@ -50,13 +50,10 @@ impl Store {
         missing_is_none(self.0.get(key, range).await)
     }
 
-    /// The whole of a small object (state, links, manifests) and its ETag, if it exists.
-    pub(crate) async fn read_opt(&self, key: &str) -> Result<Option<(Bytes, String)>> {
+    /// The whole of a small object (state, links, manifests), if it exists.
+    pub(crate) async fn read_opt(&self, key: &str) -> Result<Option<Bytes>> {
         match self.get_opt(key, None).await? {
-            Some(object) => {
-                let etag = object.meta.etag.clone();
-                Ok(Some((object.bytes().await?, etag)))
-            }
+            Some(object) => Ok(Some(object.bytes().await?)),
             None => Ok(None),
         }
     }

@@ -122,8 +122,9 @@ impl Session {
         if !valid_id {
             return Err(unknown(id));
         }
-        let (bytes, etag) = store.read_opt(&keys::upload_state(id)).await?.ok_or_else(|| unknown(id))?;
-        let session: Session = serde_json::from_slice(&bytes).map_err(|e| corrupt(id, e))?;
+        let object = store.get_opt(&keys::upload_state(id), None).await?.ok_or_else(|| unknown(id))?;
+        let etag = object.meta.etag.clone();
+        let session: Session = serde_json::from_slice(&object.bytes().await?).map_err(|e| corrupt(id, e))?;
         if session.name != name.as_str() {
             return Err(unknown(id));
         }
@@ -152,7 +153,7 @@ impl Session {
         let tail = match &self.tail {
             Tail::Empty => Bytes::new(),
             Tail::Inline(bytes) => bytes.clone(),
-            Tail::Stored(key) => store.read_opt(key).await?.ok_or_else(|| corrupt(id, "its pending bytes are gone"))?.0,
+            Tail::Stored(key) => store.read_opt(key).await?.ok_or_else(|| corrupt(id, "its pending bytes are gone"))?,
         };
         let writer =
             PartWriter::new(store.backend().clone(), keys::upload_data(id), part_size, self.multipart.clone(), tail);
