@@ -4,6 +4,7 @@
 mkdir -p "$bench_parent"
 work="$(mktemp -d "$bench_parent/berth-bench.XXXXXX")"
 server_pid=""
+creds=()
 
 stop_server() {
   if [ -n "$server_pid" ]; then
@@ -22,11 +23,12 @@ trap 'exit 130' INT TERM
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
-# Starts a server with the storage flags that follow the round name; sets server_pid and base.
+# Starts a server with the storage flags that follow the round name, on $listen (default: a free
+# loopback port); sets server_pid and base.
 start_server() {
   local log="$work/berth-$1.log" addr="" i
   shift
-  "$bin" serve --listen 127.0.0.1:0 --log-format text "$@" 2>"$log" &
+  "$bin" serve --listen "${listen:-127.0.0.1:0}" --log-format text "$@" 2>"$log" &
   server_pid=$!
   for i in $(seq 1 300); do
     addr="$(grep -o 'berth listening addr=[0-9.:]*' "$log" | head -1 | cut -d= -f2 || true)"
@@ -56,11 +58,13 @@ row() { # operation MiB seconds copy_seconds
 
 
 # Pushes $1 (digest $2) as one streamed PATCH and a PUT, then pulls it back (following a
-# redirect to storage, if any) and checks it; sets upload_s, commit_s, push_s and pull_s.
+# redirect to storage, if any) and checks it; sets upload_s, commit_s, push_s and pull_s. The POST
+# and the pull send the curl arguments in the array creds (credentials), if set; the PATCH and
+# PUT go to the upload Location as it is, as clients send them to an upload host.
 push_and_pull() {
   local file="$1" digest="$2" headers="$work/headers" status location loc_path t0 t1 t2 t3
   t0="$(now)"
-  status="$(curl -sS -o /dev/null -D "$headers" -w '%{http_code}' -X POST "$base/v2/bench/blob/blobs/uploads/")"
+  status="$(curl -sS "${creds[@]}" -o /dev/null -D "$headers" -w '%{http_code}' -X POST "$base/v2/bench/blob/blobs/uploads/")"
   [ "$status" = 202 ] || { echo "$bench_name: POST answered $status" >&2; exit 1; }
   location="$(awk 'tolower($1) == "location:" { print $2 }' "$headers" | tr -d '\r')"
   case "$location" in http*) loc_path="$location" ;; *) loc_path="$base$location" ;; esac
@@ -73,7 +77,7 @@ push_and_pull() {
   status="$(curl -sS -o /dev/null -w '%{http_code}' -X PUT "$loc_path")"
   [ "$status" = 201 ] || { echo "$bench_name: PUT answered $status" >&2; exit 1; }
   t2="$(now)"
-  curl -sSfL -o "$work/pulled" "$base/v2/bench/blob/blobs/$digest"
+  curl -sSfL "${creds[@]}" -o "$work/pulled" "$base/v2/bench/blob/blobs/$digest"
   t3="$(now)"
   [ "sha256:$(sha256sum "$work/pulled" | cut -d' ' -f1)" = "$digest" ] || {
     echo "$bench_name: the pulled blob differs from the pushed file" >&2

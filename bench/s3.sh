@@ -15,6 +15,9 @@
 # The S3 server: BERTH_TEST_S3_ENDPOINT/BERTH_TEST_S3_BUCKET and AWS credentials if set (e.g.
 # MinIO), else scripts/s3-servers starts s3s-fs (installing it if needed). Builds the release
 # binaries when missing. Usage: bench/s3.sh      SIZE_MIB=64 SIZE2_MIB=256 bench/s3.sh
+# UPLOAD_HOST=1 runs berth as an upload host: with authentication and --upload-url pointing at
+# itself, the POST (with credentials) answers a Location with a capability, and the PATCH and PUT
+# carry no credentials, as clients send them to an upload host.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -58,7 +61,7 @@ round() {
     case "$op" in upload) raw_up="$secs" ;; copy) raw_copy="$secs" ;; esac
   done < <("$raw" "$BERTH_TEST_S3_ENDPOINT" "$BERTH_TEST_S3_BUCKET" "$file" 8)
   start_server "$mib" --storage s3 --s3-bucket "$BERTH_TEST_S3_BUCKET" --s3-endpoint "$BERTH_TEST_S3_ENDPOINT" \
-    --s3-path-style --s3-prefix "$prefix" --auth none
+    --s3-path-style --s3-prefix "$prefix" "${auth[@]}"
   local rss_idle
   rss_idle="$(peak_rss_mib)"
   push_and_pull "$file" "$digest"
@@ -81,12 +84,23 @@ round() {
   stop_server
 }
 
+auth=(--auth none)
+if [ "${UPLOAD_HOST:-}" = 1 ]; then
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+  listen="127.0.0.1:$port"
+  printf '%s\n[[rules]]\nrepositories = ["**"]\nwho = ["user:bench"]\nactions = ["*"]\n' \
+    "$(echo bench-password | "$bin" user bench --bcrypt)" >"$work/auth.toml"
+  head -c 48 /dev/urandom | base64 >"$work/secret"
+  auth=(--auth "$work/auth.toml" --auth-secret-file "$work/secret" --upload-url "http://$listen")
+  creds=(-u bench:bench-password)
+fi
+
 rss=()
 round "$size1"
 round "$size2"
 
 echo
-echo "berth S3 benchmark ($(nproc) cores, ${BERTH_TEST_S3_SERVER:-S3} at $BERTH_TEST_S3_ENDPOINT, $("$bin" --version))"
+echo "berth S3 benchmark ($(nproc) cores, ${BERTH_TEST_S3_SERVER:-S3} at $BERTH_TEST_S3_ENDPOINT, $("$bin" --version)${UPLOAD_HOST:+, as an upload host})"
 printf '%-14s %6s %9s %9s %10s\n' operation MiB seconds MB/s berth/raw
 printf '%s\n' "${table[@]}"
 echo

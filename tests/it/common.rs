@@ -174,13 +174,22 @@ impl S3Server {
 
 /// Runs a command to completion within `timeout`, killing it past that. Panics when it cannot start.
 pub(crate) fn run(command: &mut Command, timeout: Duration) -> Output {
+    run_with_input(command, None, timeout)
+}
+
+/// [`run`], with `input` on the command's standard input.
+pub(crate) fn run_with_input(command: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
     let shown = format!("{command:?}");
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        let input = input.to_vec();
+        std::thread::spawn(move || stdin.write_all(&input));
+    }
     // Drain the pipes on threads, so a chatty command never blocks on a full pipe.
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");

@@ -31,6 +31,14 @@ pub struct Settings {
     /// How long the presigned URLs of blob redirects stay valid (e.g. 900s, 15m, 1h).
     #[arg(long, env = "BERTH_REDIRECT_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub redirect_ttl: Duration,
+    /// Base URL of an upload host (`berth serve --storage s3` over the same bucket, with the same
+    /// auth policy and secret): upload sessions are handed to it, for deployments that cannot
+    /// take large request bodies (Lambda).
+    #[arg(long, env = "BERTH_UPLOAD_URL", value_parser = check_url)]
+    pub upload_url: Option<String>,
+    /// How long an upload URL stays usable without credentials after each answer that hands it out.
+    #[arg(long, env = "BERTH_UPLOAD_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub upload_ttl: Duration,
     /// Log line format.
     #[arg(long, value_enum, env = "BERTH_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -160,6 +168,8 @@ impl Settings {
             max_body: self.max_body,
             public_url: self.auth.public_url.clone(),
             trust_forwarded_for: self.trust_forwarded_for,
+            upload_url: self.upload_url.clone(),
+            upload_ttl: self.upload_ttl,
         }
     }
 }
@@ -252,12 +262,12 @@ mod tests {
 
     #[test]
     fn the_sam_template_sets_only_settings_that_exist() {
+        // The function's variables and the upload service's.
         let known: Vec<String> = from_settings().into_iter().map(|r| r.env.trim_matches('`').to_string()).collect();
         let template = include_str!("../../../template.yaml");
         let set: Vec<&str> = template
-            .lines()
-            .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
-            .filter(|k| k.starts_with("BERTH_"))
+            .split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .filter(|word| word.starts_with("BERTH_"))
             .collect();
         assert!(set.contains(&"BERTH_STORAGE"), "the function must be told to use S3");
         for name in set {

@@ -5,7 +5,9 @@
 //! - [`password`]: argon2 and bcrypt hashes;
 //! - [`token`]: the HS256 bearer tokens of Docker token authentication;
 //! - logins: failed-login throttling per client address, and a short cache of successful checks;
-//! - [`PolicySource`]: the policy is read again from where it came from while the registry runs.
+//! - [`PolicySource`]: the policy is read again from where it came from while the registry runs;
+//! - upload capabilities: signed rights to continue one upload session, for an upload host that
+//!   clients send no credentials to.
 //!
 //! [`Auth`] ties them together for the engine: [`Auth::authenticate`] turns the credentials of a
 //! request into an [`Access`] (the caller and the policy in force when the request arrived), whose
@@ -16,10 +18,12 @@ pub mod password;
 pub mod policy;
 pub mod token;
 
+mod capability;
 mod grant;
 mod login;
 mod source;
 
+pub use self::capability::CapabilityError;
 pub use self::grant::Grant;
 pub use self::login::LoginError;
 pub use self::policy::{Action, Policy};
@@ -28,10 +32,11 @@ pub use self::token::{Claims, ResourceActions, TokenError, TokenUse, Tokens};
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 
+use self::capability::Capabilities;
 use self::login::Logins;
 use self::source::Current;
 
@@ -59,6 +64,7 @@ pub struct Auth {
     policy: Arc<Current>,
     tokens: Tokens,
     logins: Logins,
+    capabilities: Capabilities,
 }
 
 /// Credentials as a client presents them in an `Authorization` header.
@@ -169,6 +175,7 @@ impl Auth {
             policy: Arc::new(Current::new(config.policy, config.reload)),
             tokens: Tokens::new(&config.secret, &config.service, config.token_ttl, config.refresh_ttl),
             logins: Logins::default(),
+            capabilities: Capabilities::new(&config.secret),
         })
     }
 
@@ -187,6 +194,21 @@ impl Auth {
     /// client address, successful checks remembered for a minute.
     pub async fn login(&self, client: Option<IpAddr>, user: &str, password: &str) -> Result<(), LoginError> {
         self.logins.check(&self.policy(), client, user, password).await
+    }
+
+    /// A capability for upload `session` of `repository`, good for `ttl`.
+    pub fn upload_capability(&self, repository: &str, session: &str, ttl: Duration) -> String {
+        self.capabilities.issue(repository, session, SystemTime::now() + ttl)
+    }
+
+    /// Checks an upload capability against the session it is presented for.
+    pub fn check_upload_capability(
+        &self,
+        capability: &str,
+        repository: &str,
+        session: &str,
+    ) -> Result<(), CapabilityError> {
+        self.capabilities.check(capability, repository, session)
     }
 
     /// Establishes who is calling from the request's `Authorization` header (`None`: anonymous),

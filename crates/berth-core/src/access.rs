@@ -11,7 +11,9 @@
 //!
 //! Callers present a bearer token from the token endpoint (`/token`, see `token`), Basic
 //! credentials on any request (simple clients), or nothing (anonymous: only what the policy
-//! grants `anonymous`, and never `/v2/` itself, so that `docker login` checks passwords).
+//! grants `anonymous`, and never `/v2/` itself, so that `docker login` checks passwords). A
+//! request that continues an upload session may instead present the capability its upload URL
+//! carries (`_state`, see `upload`), which is good for that session only.
 
 use berth_auth::{Action, Caller, LoginError, Refusal};
 use http::Method;
@@ -20,6 +22,7 @@ use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use crate::error::{ErrorKind, RegistryError, Result};
 use crate::names::Name;
 use crate::route::Route;
+use crate::upload::CAPABILITY;
 use crate::{Registry, Req};
 
 /// What one request may do.
@@ -190,6 +193,16 @@ impl Registry {
                 }
                 _ => Ok(()),
             };
+        }
+        // An upload session's URL may carry its own authorization, for an upload host that
+        // clients send no credentials to.
+        if let (Route::Upload(_, id), Some(capability), Some(auth)) =
+            (route, req.query.get(CAPABILITY), self.auth.as_deref())
+        {
+            return auth.check_upload_capability(capability, name.as_str(), id).map_err(|e| {
+                RegistryError::new(ErrorKind::Unauthorized, e.to_string())
+                    .with_header(WWW_AUTHENTICATE, challenge(Some(&scope), None))
+            });
         }
         let verb = action.as_str();
         match access.caller() {

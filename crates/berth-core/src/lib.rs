@@ -56,6 +56,11 @@ pub struct Config {
     /// Take the client's address from the last `X-Forwarded-For` entry (which a trusted proxy
     /// appends) rather than from the connection.
     pub trust_forwarded_for: bool,
+    /// Base URL of the upload host that upload sessions are handed to (their `Location`), when
+    /// this deployment cannot take large request bodies itself.
+    pub upload_url: Option<String>,
+    /// How long an upload URL's capability stays valid after each answer that hands it out.
+    pub upload_ttl: Duration,
 }
 
 /// The registry: a storage backend, the engine's configuration, and authentication (`None`:
@@ -150,7 +155,7 @@ impl Registry {
             Route::Blob(name, d) if get => self.get_blob(&name, &d, req).await,
             Route::Blob(name, d) if m == Method::DELETE => self.delete_blob(&name, &d).await,
             Route::UploadStart(name) if m == Method::POST => self.start_upload(&name, req, body).await,
-            Route::Upload(name, id) if get => self.upload_status(&name, &id).await,
+            Route::Upload(name, id) if get => self.upload_status(&name, &id, req).await,
             Route::Upload(name, id) if m == Method::PATCH => self.patch_upload(&name, &id, req, body).await,
             Route::Upload(name, id) if m == Method::PUT => self.finish_upload(&name, &id, req, body).await,
             Route::Upload(name, id) if m == Method::DELETE => self.cancel_upload(&name, &id).await,

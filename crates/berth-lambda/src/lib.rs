@@ -4,15 +4,21 @@
 //! `http::Request`s with a buffered body, to the engine's request type and back.
 //!
 //! Lambda takes at most ~6 MB per request (≈4.5 MiB of binary after base64), so the engine runs
-//! with a body limit ([`MAX_BODY`]): larger PATCHes are refused with a message that says to
-//! upload in chunks, and chunked PATCHes below the limit are merged into ≥ 5 MiB parts across
+//! with a body limit ([`MAX_BODY`]). With `BERTH_UPLOAD_URL`, upload sessions are handed to an
+//! upload host (`berth serve` over the same bucket) and no layer byte reaches the function;
+//! without it, larger PATCHes are refused with a message that says to upload in chunks or to set
+//! up an upload host, and chunked PATCHes below the limit are merged into ≥ 5 MiB parts across
 //! invocations. Responses stay small: blob GETs are redirects to presigned S3 URLs.
 
 use berth_app::{Settings, StorageKind};
 use berth_core::Registry;
-use berth_core::http::{Body, ClientAddr, RequestBody};
+use std::time::Instant;
+
+use berth_core::http::{Body, ClientAddr, RequestBody, User};
+use berth_storage::calls;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
+use lambda_http::http::header::CONTENT_LENGTH;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body as LambdaBody, Request, RequestExt, Response, http};
 
@@ -31,10 +37,13 @@ pub fn settings() -> Result<Settings, String> {
     Ok(settings)
 }
 
-/// Answers one invocation.
+/// Answers one invocation, and logs it as `berth serve` logs a request (method, path, user,
+/// status, bytes in and out, duration, storage calls).
 pub async fn handle(registry: &Registry, request: Request) -> Response<LambdaBody> {
+    let started = Instant::now();
     let client = source_ip(&request);
     let (mut parts, body) = request.into_parts();
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
     if let Some(ip) = client {
         parts.extensions.insert(ClientAddr(ip));
     }
@@ -45,9 +54,22 @@ pub async fn handle(registry: &Registry, request: Request) -> Response<LambdaBod
         // The enum is non-exhaustive; events carry no other kind of body today.
         _ => Bytes::new(),
     };
+    let received = bytes.len();
     let body: RequestBody = Box::pin(futures_util::stream::iter([Ok(bytes)]));
-    let response = registry.handle(http::Request::from_parts(parts, body)).await;
+    let (response, calls) = calls::count(registry.handle(http::Request::from_parts(parts, body))).await;
     let (parts, body) = response.into_parts();
+    let sent: u64 = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    tracing::info!(
+        %method,
+        path,
+        user = parts.extensions.get::<User>().map(|u| u.0.as_str()),
+        status = parts.status.as_u16(),
+        bytes_in = received,
+        bytes_out = sent,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        storage_calls = calls::total(&calls),
+        "request"
+    );
     let body = match body {
         Body::Empty => LambdaBody::Empty,
         Body::Full(bytes) => LambdaBody::Binary(bytes.to_vec()),

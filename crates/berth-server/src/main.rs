@@ -1,10 +1,12 @@
 //! The `berth` binary: `berth serve` runs the registry over the filesystem (the default),
-//! memory or an S3 bucket; `berth user` hashes a password for the auth policy. Every flag of
-//! `serve` is also an environment variable (`BERTH_<FLAG>`); see `berth_app::Settings`.
+//! memory or an S3 bucket; `berth user` hashes a password for the auth policy; `berth health`
+//! checks a running registry. Every flag of `serve` is also an environment variable
+//! (`BERTH_<FLAG>`); see `berth_app::Settings`.
 
 use std::process::ExitCode;
 
 use berth_app::Settings;
+use berth_server::health;
 use berth_server::user::{self, UserArgs};
 use clap::{Parser, Subcommand};
 
@@ -22,6 +24,8 @@ enum Command {
     Serve(Box<Settings>),
     /// Hash a password and print the `[users]` line of an auth policy.
     User(UserArgs),
+    /// Check that the registry on `--listen` answers (exit status 0), as health checks do.
+    Health(Box<Settings>),
 }
 
 #[tokio::main]
@@ -29,6 +33,7 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve(settings) => serve(&settings).await,
         Command::User(args) => user::run(&args),
+        Command::Health(settings) => health::run(&settings),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

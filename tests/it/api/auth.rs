@@ -56,7 +56,7 @@ fn policy() -> Policy {
     .unwrap()
 }
 
-fn auth() -> Auth {
+pub(crate) fn auth() -> Auth {
     Auth::new(AuthConfig {
         policy: policy(),
         secret: SECRET.to_vec(),
@@ -77,7 +77,7 @@ async fn backends() -> Vec<(&'static str, Arc<dyn Storage>)> {
     super::backends(S3Kind::Signing, "auth_suite", "auth").await
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 

@@ -10,6 +10,7 @@ mod listing;
 mod manifests;
 mod races;
 mod referrers;
+mod upload_host;
 mod uploads;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -15,23 +15,30 @@ use serde_json::Value;
 
 use super::layout::tar;
 use super::server::Server;
-use crate::common::{describe, http, on_path, random_bytes, run, skip, skip_part, unique};
+use crate::common::{describe, http, on_path, random_bytes, run, run_with_input, skip, skip_part, unique};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
-fn docker(args: &[&str]) -> Output {
+pub(crate) fn docker(args: &[&str]) -> Output {
     run(Command::new("docker").args(args).env("DOCKER_BUILDKIT", "0"), TIMEOUT)
 }
 
-fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
     assert!(out.status.success(), "docker {args:?} failed: {}", describe(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs docker with its configuration (logins) in `config`, and `stdin` as input.
+pub(crate) fn docker_with(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new("docker");
+    command.env("DOCKER_CONFIG", config).env("DOCKER_BUILDKIT", "0").args(args);
+    run_with_input(&mut command, stdin.map(str::as_bytes), TIMEOUT)
+}
+
 /// Whether a Docker Engine answers (`docker version` reports a server).
-fn engine_answers() -> bool {
+pub(crate) fn engine_answers() -> bool {
     if !on_path("docker") {
         return false;
     }
@@ -40,7 +47,7 @@ fn engine_answers() -> bool {
 }
 
 /// Removes the images it was given when dropped, pass or fail.
-struct Cleanup(Vec<String>);
+pub(crate) struct Cleanup(pub(crate) Vec<String>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -51,7 +58,7 @@ impl Drop for Cleanup {
 }
 
 /// The `sha256:…` after `digest: ` in `docker push` output.
-fn pushed_digest(output: &str) -> String {
+pub(crate) fn pushed_digest(output: &str) -> String {
     output
         .split_whitespace()
         .skip_while(|w| *w != "digest:")
@@ -61,7 +68,7 @@ fn pushed_digest(output: &str) -> String {
         .to_string()
 }
 
-fn inspect(image: &str) -> Value {
+pub(crate) fn inspect(image: &str) -> Value {
     let out = docker_ok(&["image", "inspect", image]);
     let all: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("docker image inspect: {e}\n{out}"));
     all[0].clone()
@@ -156,7 +163,7 @@ async fn docker_push_pull_and_layer_reuse() {
 
 /// `docker build` with the classic builder (needs no network for `FROM` a local image and
 /// `COPY`); a skip of the rest when this docker cannot build.
-fn build(context: &Path, tag: &str) -> bool {
+pub(crate) fn build(context: &Path, tag: &str) -> bool {
     let out = docker(&["build", "-t", tag, context.to_str().unwrap()]);
     if out.status.success() {
         return true;
@@ -182,24 +189,7 @@ async fn docker_login_push_pull_with_auth() {
     let server = Server::start_with(&args.map(std::ffi::OsStr::new));
     let config = dir.path().join("docker-config");
     std::fs::create_dir(&config).unwrap();
-    let docker_as = |args: &[&str], stdin: Option<&str>| {
-        let mut command = Command::new("docker");
-        command.env("DOCKER_CONFIG", &config).args(args);
-        match stdin {
-            None => run(&mut command, TIMEOUT),
-            Some(input) => {
-                use std::io::Write;
-                let mut child = command
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-                child.wait_with_output().unwrap()
-            }
-        }
-    };
+    let docker_as = |args: &[&str], stdin: Option<&str>| docker_with(&config, args, stdin);
     let host = server.host();
     let out = docker_as(&["login", &host, "-u", "ci", "--password-stdin"], Some("wrong\n"));
     assert!(!out.status.success(), "login with a wrong password succeeded: {}", describe(&out));

@@ -20,13 +20,15 @@ use berth_auth::{TokenUse, Tokens};
 use reqwest::StatusCode;
 
 use super::layout::{Layout, tar};
-use super::server::{get_status, workspace_root};
+use super::server::{Logged, get_status, requests, workspace_root};
 use crate::common::{S3Kind, S3Server, describe, http, random_bytes, require_tool, run, sha256, unique};
 
 /// The emulator and the function polling it, stopped on drop.
-struct Lambda {
-    addr: SocketAddr,
+pub(crate) struct Lambda {
+    pub(crate) addr: SocketAddr,
     children: Vec<Child>,
+    /// The function's log (its stderr).
+    log: PathBuf,
 }
 
 impl Drop for Lambda {
@@ -45,8 +47,8 @@ impl Lambda {
         Self::start_with(test, &[("BERTH_AUTH", "none".into())])
     }
 
-    /// Starts both, with further environment for the function.
-    fn start_with(test: &str, env: &[(&str, String)]) -> Option<Self> {
+    /// Starts both, with further environment for the function (which overrides the defaults).
+    pub(crate) fn start_with(test: &str, env: &[(&str, String)]) -> Option<Self> {
         let cargo_lambda = std::env::var("BERTH_CARGO_LAMBDA").unwrap_or_else(|_| "cargo-lambda".into());
         let bootstrap = workspace_root().join("target/debug/bootstrap");
         assert!(bootstrap.exists(), "{test} runs {}: build it first (scripts/test does)", bootstrap.display());
@@ -58,10 +60,8 @@ impl Lambda {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let logs = workspace_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs).expect("target/e2e-logs");
-        let log = |name: &str| {
-            let path: PathBuf = logs.join(format!("{name}-{}.log", unique()));
-            Stdio::from(std::fs::File::create(&path).expect("log file"))
-        };
+        let log_file = |name: &str| logs.join(format!("{name}-{}.log", unique()));
+        let log = |path: &PathBuf| Stdio::from(std::fs::File::create(path).expect("log file"));
         let emulator = Command::new(&cargo_lambda)
             .args([
                 "lambda",
@@ -75,11 +75,11 @@ impl Lambda {
             ])
             .current_dir(workspace_root())
             .stdin(Stdio::null())
-            .stdout(log("cargo-lambda"))
-            .stderr(log("cargo-lambda-err"))
+            .stdout(log(&log_file("cargo-lambda")))
+            .stderr(log(&log_file("cargo-lambda-err")))
             .spawn()
             .expect("cargo-lambda starts");
-        let mut lambda = Lambda { addr, children: vec![emulator] };
+        let mut lambda = Lambda { addr, children: vec![emulator], log: log_file("bootstrap-err") };
         // The function's first poll must find the runtime API listening, or it exits.
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(addr).is_err() {
@@ -98,8 +98,8 @@ impl Lambda {
             .env("BERTH_S3_PREFIX", format!("lambda-{}", unique()))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
-            .stdout(log("bootstrap"))
-            .stderr(log("bootstrap-err"))
+            .stdout(log(&log_file("bootstrap")))
+            .stderr(log(&lambda.log))
             .spawn()
             .expect("bootstrap starts");
         lambda.children.push(function);
@@ -111,8 +111,13 @@ impl Lambda {
         Some(lambda)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The requests the function has logged so far.
+    pub(crate) fn requests(&self) -> Vec<Logged> {
+        requests(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 }
 
@@ -191,6 +196,7 @@ async fn lambda_chunked_push_of_a_large_layer_and_the_over_limit_error() {
     assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body = refused.text().await.unwrap();
     assert!(body.contains("SIZE_INVALID") && body.contains("Content-Range"), "{body}");
+    assert!(body.contains("BERTH_UPLOAD_URL"), "the refusal does not name the upload host setting: {body}");
 }
 
 #[tokio::test]

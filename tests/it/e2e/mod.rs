@@ -1,13 +1,16 @@
 //! End-to-end tests: a real `berth serve` process ([`server::Server`]) driven by real clients —
-//! skopeo ([`skopeo`]), the Docker Engine ([`docker`]) and plain HTTP across server restarts
+//! skopeo ([`skopeo`]), the Docker Engine ([`docker`], and the container image of berth:
+//! [`image`]) and plain HTTP across server restarts
 //! ([`restart`]) and on kept-alive connections ([`latency`]), with authentication ([`auth`]),
-//! over a real S3 server ([`s3`], which `scripts/s3-servers` starts) and as a Lambda function
-//! ([`lambda`]). They need the binary built first (`cargo build -p berth-server`, which
+//! over a real S3 server ([`s3`], which `scripts/s3-servers` starts), as a Lambda function
+//! ([`lambda`]) and as a Lambda function with an upload host ([`upload_host`]: docker, containerd,
+//! skopeo, podman). They need the binary built first (`cargo build -p berth-server`, which
 //! `scripts/test` does); a missing client tool (or S3 server) fails under CI and is a skip
 //! elsewhere (`crate::common`).
 
 mod auth;
 mod docker;
+mod image;
 mod lambda;
 mod latency;
 mod layout;
@@ -15,3 +18,4 @@ mod restart;
 mod s3;
 mod server;
 mod skopeo;
+mod upload_host;

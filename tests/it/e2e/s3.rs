@@ -19,7 +19,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use super::layout::{Image, Layout, tar};
-use super::server::Server;
+use super::server::{Logged, Server, list};
 use crate::common::{S3Kind, S3Server, describe, http, random_bytes, require_tool, run, sha256, unique};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -126,52 +126,6 @@ fn no_redirects() -> reqwest::Client {
     builder.build().expect("an HTTP client")
 }
 
-/// One request line of the server log.
-#[derive(Debug, Clone)]
-struct Logged {
-    method: String,
-    path: String,
-    status: u16,
-    bytes_in: u64,
-    storage_calls: u64,
-}
-
-impl std::fmt::Display for Logged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let path = if self.path.len() > 90 { format!("{}…", &self.path[..90]) } else { self.path.clone() };
-        write!(f, "{:<6} {path:<92} {} in={:<8} calls={}", self.method, self.status, self.bytes_in, self.storage_calls)
-    }
-}
-
-/// The value of `name=` in a log line, unquoted.
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let start = line.find(&format!(" {name}="))? + name.len() + 2;
-    let value = line[start..].split_whitespace().next()?;
-    Some(value.trim_matches('"'))
-}
-
-/// The requests the server has logged so far, in order.
-fn requests(server: &Server) -> Vec<Logged> {
-    let log = server.log();
-    log.lines()
-        .filter(|l| l.contains(" storage_calls="))
-        .map(|l| {
-            let num = |name| field(l, name).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {name} in {l}"));
-            Logged {
-                method: field(l, "method").unwrap_or_else(|| panic!("no method in {l}")).to_string(),
-                path: field(l, "path").unwrap_or_else(|| panic!("no path in {l}")).to_string(),
-                status: num("status") as u16,
-                bytes_in: num("bytes_in"),
-                storage_calls: num("storage_calls"),
-            }
-        })
-        .collect()
-}
-
-fn list(requests: &[Logged]) -> String {
-    requests.iter().map(|r| format!("  {r}\n")).collect()
-}
-
 /// Uploads `data` as one POST and one PUT with the body; returns its digest.
 async fn upload(server: &Server, repo: &str, data: &[u8]) -> String {
     let digest = sha256(data);
@@ -251,10 +205,10 @@ async fn s3_push_and_pull_through_presigned_redirects() {
     }
 
     // skopeo follows the redirects: every blob (config and layers) it pulls is a 307.
-    let before = requests(&server).len();
+    let before = server.requests().len();
     let back = pull(&server, "e2e/s3:v1", &dir.path().join("back"), "v1");
     assert_same_image(&src, &back, &image);
-    let pulled = requests(&server)[before..].to_vec();
+    let pulled = server.requests()[before..].to_vec();
     let redirected = pulled.iter().filter(|r| r.method == "GET" && r.status == 307).count();
     assert_eq!(redirected, image.layers.len() + 1, "the pull's blobs were not all redirected:\n{}", list(&pulled));
 
@@ -296,9 +250,9 @@ async fn s3_blobs_are_stored_once_and_not_sent_again() {
     assert_eq!(r.status(), StatusCode::OK);
 
     // Pushed again: skopeo finds every blob there, and sends no bytes.
-    let before = requests(&server).len();
+    let before = server.requests().len();
     let out = push_debug(&server, &src, "v1", "e2e/first:v1");
-    let again = requests(&server)[before..].to_vec();
+    let again = server.requests()[before..].to_vec();
     let uploads: Vec<&Logged> = again.iter().filter(|r| r.path.contains("/blobs/uploads/")).collect();
     assert!(uploads.is_empty(), "the re-push started uploads:\n{}", list(&again));
     let sent: Vec<&Logged> =
@@ -324,7 +278,7 @@ async fn s3_blob_head_is_one_storage_call() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "content-length"), data.len().to_string());
     assert_eq!(header(&r, "docker-content-digest"), digest);
-    let logged = requests(&server);
+    let logged = server.requests();
     let head = logged.iter().rfind(|r| r.method == "HEAD" && r.path == path).expect("the HEAD in the log");
     assert_eq!(head.storage_calls, 1, "HEAD of a blob: {head}");
 }
@@ -377,27 +331,27 @@ async fn s3_storage_calls_of_push_repush_pull_head_and_tags_stay_within_budget()
     let dir = tempfile::tempdir().unwrap();
     let sizes = [100 << 10, 250 << 10, 500 << 10, 750 << 10, 1 << 20];
     let (src, image) = image(dir.path(), &sizes, 61);
-    let since = |mark: usize| requests(&server)[mark..].to_vec();
+    let since = |mark: usize| server.requests()[mark..].to_vec();
     let mut phases: Vec<(&str, u64, Vec<Logged>)> = Vec::new();
 
-    let mark = requests(&server).len();
+    let mark = server.requests().len();
     push(&server, &src, "v1", "e2e/acct:v1");
     phases.push(("fresh push", 60, since(mark)));
 
-    let mark = requests(&server).len();
+    let mark = server.requests().len();
     push(&server, &src, "v1", "e2e/acct:v1");
     phases.push(("re-push", 10, since(mark)));
 
-    let mark = requests(&server).len();
+    let mark = server.requests().len();
     pull(&server, "e2e/acct:v1", &dir.path().join("back"), "v1");
     phases.push(("pull", 8, since(mark)));
 
-    let mark = requests(&server).len();
+    let mark = server.requests().len();
     let r = http().head(server.url(&format!("/v2/e2e/acct/blobs/{}", image.layers[2].digest))).send().await;
     assert_eq!(r.unwrap().status(), StatusCode::OK);
     phases.push(("blob HEAD", 1, since(mark)));
 
-    let mark = requests(&server).len();
+    let mark = server.requests().len();
     let r = http().get(server.url("/v2/e2e/acct/tags/list")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let listed: Value = serde_json::from_slice(&r.bytes().await.unwrap()).expect("a JSON tag list");

@@ -167,6 +167,11 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The requests the server has logged so far, in order.
+    pub(crate) fn requests(&self) -> Vec<Logged> {
+        requests(&self.log())
+    }
+
     /// Stops the server with SIGTERM, waits for it to exit, and returns how it exited and its log.
     pub(crate) fn stop(mut self) -> (ExitStatus, String) {
         let status = self.terminate().expect("the server was running");
@@ -229,4 +234,50 @@ pub(super) fn get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
         .and_then(|s| s.get(..3))
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP/1.1 status line: {line:?}")))
+}
+
+/// One request line of a berth log (`berth serve`'s, or the Lambda function's).
+#[derive(Debug, Clone)]
+pub(crate) struct Logged {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) status: u16,
+    pub(crate) bytes_in: u64,
+    pub(crate) storage_calls: u64,
+}
+
+impl std::fmt::Display for Logged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = if self.path.len() > 90 { format!("{}…", &self.path[..90]) } else { self.path.clone() };
+        write!(f, "{:<6} {path:<92} {} in={:<8} calls={}", self.method, self.status, self.bytes_in, self.storage_calls)
+    }
+}
+
+/// The value of `name=` in a log line, unquoted.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    let value = line[start..].split_whitespace().next()?;
+    Some(value.trim_matches('"'))
+}
+
+/// The requests a log holds, in order.
+pub(crate) fn requests(log: &str) -> Vec<Logged> {
+    log.lines()
+        .filter(|l| l.contains(" storage_calls="))
+        .map(|l| {
+            let num = |name| field(l, name).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {name} in {l}"));
+            Logged {
+                method: field(l, "method").unwrap_or_else(|| panic!("no method in {l}")).to_string(),
+                path: field(l, "path").unwrap_or_else(|| panic!("no path in {l}")).to_string(),
+                status: num("status") as u16,
+                bytes_in: num("bytes_in"),
+                storage_calls: num("storage_calls"),
+            }
+        })
+        .collect()
+}
+
+/// Requests, one per line, for assertion messages.
+pub(crate) fn list(requests: &[Logged]) -> String {
+    requests.iter().map(|r| format!("  {r}\n")).collect()
 }

@@ -24,10 +24,6 @@ use crate::names::Name;
 use crate::writer::{Multipart, PartWriter};
 use crate::{Registry, Req, keys};
 
-fn upload_url(name: &Name, id: &str) -> String {
-    format!("/v2/{name}/blobs/uploads/{id}")
-}
-
 /// The `Range` header value for `offset` received bytes (`0-0` before the first byte).
 fn progress(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
@@ -40,13 +36,9 @@ fn created(name: &Name, digest: &Digest) -> Reply {
         .header(headers::CONTENT_DIGEST, digest.to_string())
 }
 
-/// The answer to a session in progress: its Location, `Range` and id.
-fn in_progress(status: StatusCode, name: &Name, id: &str, offset: u64) -> Reply {
-    Reply::new(status)
-        .header(LOCATION, upload_url(name, id))
-        .header(RANGE, progress(offset))
-        .header(headers::UPLOAD_UUID, id)
-}
+/// The query parameter of an upload URL that carries its capability (as distribution's carries
+/// its signed `_state`, which clients are known to keep).
+pub(crate) const CAPABILITY: &str = "_state";
 
 fn digest_mismatch(digest: &Digest) -> RegistryError {
     RegistryError::new(ErrorKind::DigestInvalid, format!("the uploaded content does not match digest {digest}"))
@@ -102,11 +94,27 @@ impl Registry {
         }
         let id = uuid::Uuid::new_v4().to_string();
         Session::create(&self.store, name, &id).await?;
-        let mut reply = in_progress(StatusCode::ACCEPTED, name, &id, 0);
-        if let Some(max) = self.config.max_body {
+        let mut reply = self.in_progress(StatusCode::ACCEPTED, req, name, &id, 0);
+        if let (Some(max), None) = (self.config.max_body, &self.config.upload_url) {
             reply = reply.header(headers::OCI_CHUNK_MIN_LENGTH, MIN_PART_SIZE.min(max).to_string());
         }
         Ok(reply)
+    }
+
+    /// The answer to a session in progress: its `Location`, `Range` and id. The `Location` is on
+    /// the upload host when there is one, and carries a capability for the session (`_state`)
+    /// when authentication is on and the next request may come without credentials: to an
+    /// upload host, or from a client that came with a capability.
+    fn in_progress(&self, status: StatusCode, req: &Req, name: &Name, id: &str, offset: u64) -> Reply {
+        let base = self.config.upload_url.as_deref().unwrap_or_default();
+        let mut location = format!("{base}/v2/{name}/blobs/uploads/{id}");
+        if let Some(auth) = &self.auth
+            && (self.config.upload_url.is_some() || req.query.get(CAPABILITY).is_some())
+        {
+            let capability = auth.upload_capability(name.as_str(), id, self.config.upload_ttl);
+            location.push_str(&format!("?{CAPABILITY}={capability}"));
+        }
+        Reply::new(status).header(LOCATION, location).header(RANGE, progress(offset)).header(headers::UPLOAD_UUID, id)
     }
 
     /// Links a blob of repository `from` into `name`; `None` (fall back to a session) when the
@@ -183,8 +191,10 @@ impl Registry {
                 return Err(RegistryError::new(
                     ErrorKind::PayloadTooLarge,
                     format!(
-                        "request body exceeds this registry's limit of {max} bytes per request; \
-                         upload the blob in chunks: POST, then PATCH with Content-Range chunks of at most {max} bytes, then PUT"
+                        "request body exceeds this registry's limit of {max} bytes per request; upload the blob in \
+                         chunks (POST, then PATCH with Content-Range chunks of at most {max} bytes, then PUT), or have \
+                         the registry's operator set BERTH_UPLOAD_URL to an upload host, which takes layers of any \
+                         size from any client"
                     ),
                 ));
             }
@@ -223,13 +233,13 @@ impl Registry {
                 self.store.cleanup(&old).await;
             }
         }
-        Ok(in_progress(StatusCode::ACCEPTED, name, id, session.offset))
+        Ok(self.in_progress(StatusCode::ACCEPTED, req, name, id, session.offset))
     }
 
     /// `GET /v2/<name>/blobs/uploads/<id>`: 204 with the session's `Range`.
-    pub(crate) async fn upload_status(&self, name: &Name, id: &str) -> Result<Reply> {
+    pub(crate) async fn upload_status(&self, name: &Name, id: &str, req: &Req) -> Result<Reply> {
         let (session, _) = Session::load(&self.store, name, id).await?;
-        Ok(in_progress(StatusCode::NO_CONTENT, name, id, session.offset))
+        Ok(self.in_progress(StatusCode::NO_CONTENT, req, name, id, session.offset))
     }
 
     /// `DELETE /v2/<name>/blobs/uploads/<id>`: cancels the session (204).
