@@ -1,11 +1,12 @@
 //! The serverless deployment with an upload host, end to end, with authentication on: the Lambda
 //! `bootstrap` under cargo-lambda's emulator (Lambda's body limit) hands upload sessions
 //! (`BERTH_UPLOAD_URL`) to a real `berth serve --storage s3` over the same bucket prefix, policy
-//! and secret. Real clients push images with a 64 MiB layer through the Lambda endpoint and pull
-//! them back: docker (classic store: one PATCH with the whole layer, then PUT), containerd's
-//! `ctr` (one PUT with the whole layer, credentials dropped at the other host), skopeo and
-//! podman. The function's request log shows that no upload byte reached it; the upload host's,
-//! that every one went there. A tampered capability is refused at the host and writes nothing.
+//! and secret. Real clients push images through the Lambda endpoint and pull them back: docker
+//! (classic store: one PATCH with the whole layer, then PUT) and containerd's `ctr` (one PUT with
+//! the whole layer, credentials dropped at the other host) images with a 256 MiB layer, skopeo and
+//! podman with a 64 MiB one. The function's request log shows that no upload byte reached it; the
+//! upload host's, that every one went there. A tampered capability is refused at the host and
+//! writes nothing.
 //!
 //! Needs what the Lambda tests need (cargo-lambda, skopeo, the S3 server) and each client: a
 //! missing one fails under CI, and is a skip elsewhere; a missing Docker Engine (or containerd
@@ -31,8 +32,11 @@ const TIMEOUT: Duration = Duration::from_secs(600);
 const SECRET: &str = "upload-host-e2e-secret-0123456789abcdef";
 /// The user of `super::auth::policy()` who may push and pull everywhere.
 const CREDS: (&str, &str) = ("ci", "ci-password");
-/// The large layer: well over Lambda's 4.5 MB per request.
-const LARGE: usize = 64 * 1024 * 1024;
+/// The large layer of docker's and containerd's images: a multi-hundred-MiB image, well over
+/// Lambda's 4.5 MB per request.
+const LARGE: usize = 256 * 1024 * 1024;
+/// The large layer of skopeo's and podman's images.
+const MEDIUM: usize = 64 * 1024 * 1024;
 
 /// The function, the upload host, and what they share.
 struct Deployment {
@@ -107,11 +111,11 @@ impl Deployment {
     }
 }
 
-/// An OCI layout under `dir` with one image tagged `v1`: a [`LARGE`] layer and two small ones.
-fn large_image(dir: &Path, seed: u64) -> (Layout, super::layout::Image) {
+/// An OCI layout under `dir` with one image tagged `v1`: a layer of `size` bytes and two small ones.
+fn large_image(dir: &Path, size: usize, seed: u64) -> (Layout, super::layout::Image) {
     let layout = Layout::create(dir);
     let layers = [
-        tar(&[("large.bin", &random_bytes(LARGE, seed))]),
+        tar(&[("large.bin", &random_bytes(size, seed))]),
         tar(&[("small-1", &random_bytes(2000, seed + 1))]),
         tar(&[("small-2", unique().as_bytes())]),
     ];
@@ -202,7 +206,7 @@ async fn containerd_pushes_a_large_image_through_the_lambda_to_the_upload_host()
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let layout_dir = deployment.dir.path().join("layout");
-    let (_, image) = large_image(&layout_dir, 91);
+    let (_, image) = large_image(&layout_dir, LARGE, 91);
     let archive = deployment.dir.path().join("image.tar");
     let out = run(Command::new("tar").arg("-cf").arg(&archive).arg("-C").arg(&layout_dir).arg("."), TIMEOUT);
     assert!(out.status.success(), "tar: {}", describe(&out));
@@ -237,7 +241,7 @@ async fn skopeo_and_podman_push_and_pull_through_the_lambda_to_the_upload_host()
     }
     let Some(deployment) = Deployment::start(test) else { return };
     let dir = deployment.dir.path();
-    let (src, image) = large_image(&dir.join("src"), 101);
+    let (src, image) = large_image(&dir.join("src"), MEDIUM, 101);
     let registry = deployment.registry();
     let creds = format!("{}:{}", CREDS.0, CREDS.1);
 
@@ -253,7 +257,7 @@ async fn skopeo_and_podman_push_and_pull_through_the_lambda_to_the_upload_host()
         &dest,
     ]);
     assert!(out.status.success(), "skopeo push: {}", describe(&out));
-    deployment.assert_uploads_went_to_the_host(marks, LARGE as u64);
+    deployment.assert_uploads_went_to_the_host(marks, MEDIUM as u64);
     let back = dir.join("back");
     let to = format!("oci:{}:v1", back.display());
     let out = skopeo(&["copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", &creds, &dest, &to]);
@@ -276,7 +280,7 @@ async fn skopeo_and_podman_push_and_pull_through_the_lambda_to_the_upload_host()
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let rootfs = dir.join("podman-rootfs.tar");
-    std::fs::write(&rootfs, tar(&[("large.bin", &random_bytes(LARGE, 102)), ("id", unique().as_bytes())])).unwrap();
+    std::fs::write(&rootfs, tar(&[("large.bin", &random_bytes(MEDIUM, 102)), ("id", unique().as_bytes())])).unwrap();
     let local = podman(&["import", "--quiet", rootfs.to_str().unwrap(), "localhost/berth-e2e:v1"]);
     let target = format!("{registry}/e2e/podman-{}:v1", unique());
     let digest_file = dir.join("podman-digest");
@@ -292,7 +296,7 @@ async fn skopeo_and_podman_push_and_pull_through_the_lambda_to_the_upload_host()
         &local,
         &format!("docker://{target}"),
     ]);
-    deployment.assert_uploads_went_to_the_host(marks, LARGE as u64);
+    deployment.assert_uploads_went_to_the_host(marks, MEDIUM as u64);
     let pushed = std::fs::read_to_string(&digest_file).unwrap();
     podman(&["rmi", "--all", "--force"]);
     let id = podman(&["pull", "--quiet", "--tls-verify=false", "--creds", &creds, &format!("docker://{target}")]);
