@@ -39,7 +39,7 @@ start_server() {
   [ -n "$addr" ] || { cat "$log" >&2; echo "$bench_name: berth did not start" >&2; exit 1; }
   base="http://$addr"
   for i in $(seq 1 100); do
-    curl -sf -o /dev/null "$base/v2/" && return 0
+    case "$(curl -s -o /dev/null -w '%{http_code}' "$base/v2/")" in 200 | 401) return 0 ;; esac
     sleep 0.05
   done
   echo "$bench_name: $base/v2/ does not answer" >&2

@@ -70,7 +70,7 @@ round() {
     gets+=("$(timed curl -sSf --aws-sigv4 "aws:amz:${AWS_REGION:-us-east-1}:s3" \
       --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -o /dev/null \
       "$BERTH_TEST_S3_ENDPOINT/$BERTH_TEST_S3_BUCKET/$prefix/blobs/sha256/${digest#sha256:}")")
-    pulls+=("$(timed curl -sSfL -o /dev/null "$base/v2/bench/blob/blobs/$digest")")
+    pulls+=("$(timed curl -sSfL "${creds[@]}" -o /dev/null "$base/v2/bench/blob/blobs/$digest")")
   done
   raw_get="$(median "${gets[@]}")" pull_s="$(median "${pulls[@]}")"
   line "raw upload" "$mib" "$raw_up" "$(mbs "$mib" "$raw_up")" ""
@@ -88,7 +88,7 @@ auth=(--auth none)
 if [ "${UPLOAD_HOST:-}" = 1 ]; then
   port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
   listen="127.0.0.1:$port"
-  printf '%s\n[[rules]]\nrepositories = ["**"]\nwho = ["user:bench"]\nactions = ["*"]\n' \
+  printf '[users]\n%s\n[[rules]]\nrepositories = ["**"]\nwho = ["user:bench"]\nactions = ["*"]\n' \
     "$(echo bench-password | "$bin" user bench --bcrypt)" >"$work/auth.toml"
   head -c 48 /dev/urandom | base64 >"$work/secret"
   auth=(--auth "$work/auth.toml" --auth-secret-file "$work/secret" --upload-url "http://$listen")
