@@ -43,16 +43,16 @@ impl Registry {
         loop {
             let page = self.store.list(prefix, start_after.as_deref(), limit - entries.len()).await?;
             entries.extend(
-                page.keys
+                page.objects
                     .iter()
-                    .filter_map(|k| k.strip_prefix(prefix).and_then(|k| k.strip_suffix(suffix)))
+                    .filter_map(|o| o.key.strip_prefix(prefix).and_then(|k| k.strip_suffix(suffix)))
                     .filter(|e| keep(e))
                     .map(str::to_string),
             );
-            if !page.truncated || entries.len() == limit || page.keys.is_empty() {
+            if !page.truncated || entries.len() == limit || page.objects.is_empty() {
                 return Ok(Page { entries, next: page.truncated.then_some(limit) });
             }
-            start_after = page.keys.last().cloned();
+            start_after = page.last_key().map(str::to_string);
         }
     }
 

@@ -245,7 +245,7 @@ impl Registry {
         if wanted.len() > 1 {
             let page = self.store.list(&prefix, None, 1000).await?;
             if !page.truncated {
-                let present: std::collections::HashSet<&str> = page.keys.iter().map(String::as_str).collect();
+                let present: std::collections::HashSet<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
                 return Ok(wanted.iter().filter(|d| !present.contains(key(d).as_str())).cloned().collect());
             }
         }
@@ -281,7 +281,7 @@ impl Registry {
         let mut after: Option<String> = None;
         loop {
             let page = self.store.list(&prefix, after.as_deref(), 1000).await?;
-            for key in &page.keys {
+            for key in page.objects.iter().map(|o| &o.key) {
                 if let Some(record) = self.read_record(key).await?
                     && record.digest == *digest
                     && let Ok(tag) = Tag::parse(&key[prefix.len()..])
@@ -289,8 +289,8 @@ impl Registry {
                     found.push(tag);
                 }
             }
-            match (page.truncated, page.keys.last()) {
-                (true, Some(last)) => after = Some(last.clone()),
+            match (page.truncated, page.last_key()) {
+                (true, Some(last)) => after = Some(last.to_string()),
                 _ => return Ok(found),
             }
         }

@@ -19,8 +19,8 @@ impl Registry {
         let mut keys = Vec::new();
         loop {
             let page = self.store.list(&prefix, keys.last().map(String::as_str), 1000).await?;
-            let more = page.truncated && !page.keys.is_empty();
-            keys.extend(page.keys);
+            let more = page.truncated && !page.objects.is_empty();
+            keys.extend(page.objects.into_iter().map(|o| o.key));
             if !more {
                 break;
             }

@@ -10,12 +10,12 @@
 mod errors;
 
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::primitives::ByteStream as SdkStream;
+use aws_sdk_s3::primitives::{ByteStream as SdkStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
 use berth_storage::{
     ByteStream, CompletedPart, Condition, GetObject, ListPage, ObjectMeta, Result, Storage, StorageError,
@@ -137,8 +137,14 @@ impl S3Storage {
         path.split('/').map(percent_encode).collect::<Vec<_>>().join("/")
     }
 
-    fn meta(&self, key: &str, size: u64, etag: Option<String>) -> ObjectMeta {
-        ObjectMeta { key: key.to_string(), size, etag: etag.unwrap_or_default() }
+    /// An object's metadata; `modified` is S3's `LastModified` in whole seconds (as HEAD gives
+    /// it; listings have milliseconds), or now for a write's answer.
+    fn meta(&self, key: &str, size: u64, etag: Option<String>, modified: Option<DateTime>) -> ObjectMeta {
+        let modified = match modified {
+            Some(t) => UNIX_EPOCH + Duration::from_secs(t.secs().max(0) as u64),
+            None => SystemTime::now(),
+        };
+        ObjectMeta { key: key.to_string(), size, etag: etag.unwrap_or_default(), modified }
     }
 
     async fn copy_in_parts(&self, src: &str, dst: &str, size: u64, cond: Condition) -> Result<ObjectMeta> {
@@ -211,7 +217,7 @@ impl Storage for S3Storage {
         berth_storage::calls::record("HeadObject");
         let out = self.client.head_object().bucket(&self.bucket).key(self.full(key)).send().await;
         let out = out.map_err(|e| classify(key, e))?;
-        Ok(self.meta(key, out.content_length.unwrap_or(0) as u64, out.e_tag))
+        Ok(self.meta(key, out.content_length.unwrap_or(0) as u64, out.e_tag, out.last_modified))
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetObject> {
@@ -229,7 +235,7 @@ impl Storage for S3Storage {
             Some((range, total)) => (range, total),
             None => (0..length, length),
         };
-        Ok(GetObject { meta: self.meta(key, size, out.e_tag), range, body: body_stream(out.body) })
+        Ok(GetObject { meta: self.meta(key, size, out.e_tag, out.last_modified), range, body: body_stream(out.body) })
     }
 
     async fn put(&self, key: &str, body: Bytes, cond: Condition) -> Result<ObjectMeta> {
@@ -248,7 +254,7 @@ impl Storage for S3Storage {
         };
         berth_storage::calls::record("PutObject");
         let out = request.send().await.map_err(|e| classify(key, e))?;
-        Ok(self.meta(key, size, out.e_tag))
+        Ok(self.meta(key, size, out.e_tag, None))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -278,16 +284,18 @@ impl Storage for S3Storage {
                 .send()
                 .await
                 .map_err(|e| classify(src, e))?;
-            return Ok(self.meta(dst, size, out.copy_object_result.and_then(|r| r.e_tag)));
+            let result = out.copy_object_result;
+            let (etag, modified) = result.map_or((None, None), |r| (r.e_tag, r.last_modified));
+            return Ok(self.meta(dst, size, etag, modified));
         }
         self.copy_in_parts(src, dst, size, cond).await
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
-        let mut keys = Vec::new();
+        let mut objects = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let want = (limit - keys.len()).min(1000) as i32;
+            let want = (limit - objects.len()).min(1000) as i32;
             let mut request =
                 self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full(prefix)).max_keys(want);
             request = match (&token, start_after) {
@@ -298,15 +306,13 @@ impl Storage for S3Storage {
             berth_storage::calls::record("ListObjectsV2");
             let out = request.send().await.map_err(|e| classify(prefix, e))?;
             let truncated = out.is_truncated.unwrap_or(false);
-            keys.extend(
-                out.contents
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|o| o.key.and_then(|k| k.strip_prefix(&self.prefix).map(str::to_string))),
-            );
+            objects.extend(out.contents.unwrap_or_default().into_iter().filter_map(|o| {
+                let key = o.key?.strip_prefix(&self.prefix)?.to_string();
+                Some(self.meta(&key, o.size.unwrap_or(0) as u64, o.e_tag, o.last_modified))
+            }));
             token = out.next_continuation_token;
-            if !truncated || token.is_none() || keys.len() >= limit {
-                return Ok(ListPage { keys, truncated });
+            if !truncated || token.is_none() || objects.len() >= limit {
+                return Ok(ListPage { objects, truncated });
             }
         }
     }
@@ -359,7 +365,7 @@ impl Storage for S3Storage {
         };
         berth_storage::calls::record("CompleteMultipartUpload");
         let out = request.send().await.map_err(|e| classify(key, e))?;
-        Ok(self.meta(key, parts.iter().map(|p| p.size).sum(), out.e_tag))
+        Ok(self.meta(key, parts.iter().map(|p| p.size).sum(), out.e_tag, None))
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {

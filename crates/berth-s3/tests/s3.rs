@@ -229,7 +229,11 @@ async fn conditional_copy_of_a_large_object_uses_part_copies() {
     assert!(read(&store, dst).await == data, "the copy differs from its source");
     let head = store.head(dst).await.unwrap();
     assert_eq!(head.size, data.len() as u64);
-    assert_eq!(copied, head, "copy() returned other metadata than head() gives");
+    assert_eq!(
+        (&copied.key, copied.size, &copied.etag),
+        (&head.key, head.size, &head.etag),
+        "copy() and head() differ"
+    );
 
     // Onto an existing object: refused, the object kept, no upload left to complete.
     store.put("copy/other", Bytes::from_static(b"keep me"), Condition::Overwrite).await.unwrap();

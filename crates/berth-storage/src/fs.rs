@@ -7,10 +7,11 @@
 //! <root>/.tmp/<uuid>           files being written, or hard links of objects being copied
 //! <root>/.multipart/<id>/key   the key upload `id` will become
 //! <root>/.multipart/<id>/<n>   part `n` of that upload
+//! <root>/.lock                 locked while a write commits or a delete runs (see Atomicity)
 //! ```
 //!
-//! Keys whose first component is `.tmp` or `.multipart` are [`StorageError::Invalid`], so no key
-//! reaches the bookkeeping directories, and listings skip them.
+//! Keys whose first component is `.tmp`, `.multipart` or `.lock` are [`StorageError::Invalid`],
+//! so no key reaches the bookkeeping files, and listings skip them.
 //!
 //! # Atomicity
 //!
@@ -24,9 +25,9 @@
 //! A committed file is never modified, so an object's ETag derives from its inode, mtime (set
 //! with nanosecond precision on write) and size, and a copy is a hard link of the source.
 //!
-//! Commits and deletes are serialized by a mutex of the [`FsStorage`], which makes `IfMatch`
-//! (compare, then rename) atomic. Other processes cannot take that mutex: run one `FsStorage`
-//! per root (others may read it).
+//! Commits and deletes are serialized, which makes `IfMatch` (compare, then rename) atomic: a
+//! mutex orders the threads of a process, and an advisory lock (`flock`) on `<root>/.lock`
+//! orders processes, so `berth serve` and `berth gc` (or two servers) may share a root.
 //!
 //! # Limits
 //!
@@ -39,11 +40,12 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
+use rustix::fs::FlockOperation;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
@@ -55,6 +57,7 @@ use crate::{
 
 const TMP: &str = ".tmp";
 const MULTIPART: &str = ".multipart";
+const LOCK: &str = ".lock";
 /// The file of an upload directory that records its key.
 const KEY_FILE: &str = "key";
 /// Temp files older than this are left over from a crash.
@@ -65,17 +68,26 @@ const CHUNK: usize = 64 * 1024;
 /// Stores each object as a file under a root directory (Unix only).
 ///
 /// Writes are atomic (temp file, fsync, rename or link) and durable once they return.
-/// Conditional writes are serialized by a mutex of this value: run one `FsStorage` per root
-/// (other instances or processes may read it). A key cannot also be a "directory" of other keys
-/// (`a` and `a/b`); the later write fails with [`StorageError::Backend`].
+/// Conditional writes are serialized across threads and processes (a mutex and an advisory file
+/// lock), so any number of instances may share a root. A key cannot also be a "directory" of other
+/// keys (`a` and `a/b`); the later write fails with [`StorageError::Backend`].
 pub struct FsStorage {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     root: PathBuf,
-    /// Held around every commit (rename/link) and delete.
-    lock: Mutex<()>,
+    /// `<root>/.lock`, locked (with the mutex held) around every commit (rename/link) and delete.
+    lock: Mutex<File>,
+}
+
+/// The exclusive right to commit and delete in a root, across threads and processes.
+struct Exclusive<'a>(MutexGuard<'a, File>);
+
+impl Drop for Exclusive<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&*self.0, FlockOperation::Unlock);
+    }
 }
 
 impl FsStorage {
@@ -93,7 +105,8 @@ impl FsStorage {
                 let _ = fs::remove_file(entry.path());
             }
         }
-        Ok(Self { inner: Arc::new(Inner { root, lock: Mutex::new(()) }) })
+        let lock = File::options().create(true).truncate(false).write(true).open(root.join(LOCK))?;
+        Ok(Self { inner: Arc::new(Inner { root, lock: Mutex::new(lock) }) })
     }
 
     /// Runs blocking filesystem work off the async runtime.
@@ -134,7 +147,7 @@ impl Query<'_> {
 impl Inner {
     /// The path of `key`, if it is a valid key.
     fn path(&self, key: &str) -> Result<PathBuf> {
-        let reserved = matches!(key.split('/').next(), Some(TMP | MULTIPART));
+        let reserved = matches!(key.split('/').next(), Some(TMP | MULTIPART | LOCK));
         let bad_component = key.split('/').any(|c| matches!(c, "" | "." | "..") || c.contains('\0'));
         if reserved || bad_component {
             return Err(StorageError::Invalid(format!("invalid key {key:?}")));
@@ -186,7 +199,7 @@ impl Inner {
         let parent = target.parent().unwrap_or(&self.root);
         self.create_dirs(parent).map_err(StorageError::backend)?;
         {
-            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let _exclusive = self.exclusive()?;
             if let Condition::IfMatch(_) = cond {
                 let current = stat(target).map_err(StorageError::backend)?;
                 check_condition(current.as_ref().map(etag).as_deref(), key, cond)?;
@@ -208,6 +221,14 @@ impl Inner {
         }
         sync_dir(parent).map_err(StorageError::backend)?;
         Ok(object_meta(key, meta))
+    }
+
+    /// Takes the exclusive right to commit and delete: this process's mutex, then the root's lock.
+    fn exclusive(&self) -> Result<Exclusive<'_>> {
+        let file = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        rustix::fs::flock(&*file, FlockOperation::LockExclusive)
+            .map_err(|e| StorageError::backend(io::Error::from(e)))?;
+        Ok(Exclusive(file))
     }
 
     /// Creates `dir` and its missing ancestors below the root, fsyncing each new entry.
@@ -252,7 +273,7 @@ impl Inner {
         let path = self.path(key)?;
         let mut dir = path.parent().unwrap_or(&self.root);
         {
-            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let _exclusive = self.exclusive()?;
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if is_missing(&e) || e.kind() == io::ErrorKind::IsADirectory => {
@@ -297,13 +318,13 @@ impl Inner {
                 Err(_) => return Ok(ListPage::default()),
             },
         };
-        let mut keys = Vec::new();
-        collect(&dir, dir_key, &Query { prefix, start_after }, &mut keys).map_err(StorageError::backend)?;
+        let mut objects = Vec::new();
+        collect(&dir, dir_key, &Query { prefix, start_after }, &mut objects).map_err(StorageError::backend)?;
         // Sort the full keys: a sorted walk is not byte order ('/' sorts after '-' and '.').
-        keys.sort_unstable();
-        let truncated = keys.len() > limit;
-        keys.truncate(limit);
-        Ok(ListPage { keys, truncated })
+        objects.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let truncated = objects.len() > limit;
+        objects.truncate(limit);
+        Ok(ListPage { objects, truncated })
     }
 
     fn create_multipart(&self, key: &str) -> Result<String> {
@@ -381,7 +402,7 @@ fn valid_upload_id(id: &str) -> bool {
 }
 
 /// Appends to `out` the keys below `dir` (whose key prefix is `dir_key`) that `query` wants.
-fn collect(dir: &Path, dir_key: &str, query: &Query<'_>, out: &mut Vec<String>) -> io::Result<()> {
+fn collect(dir: &Path, dir_key: &str, query: &Query<'_>, out: &mut Vec<ObjectMeta>) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if is_missing(&e) => return Ok(()),
@@ -392,7 +413,7 @@ fn collect(dir: &Path, dir_key: &str, query: &Query<'_>, out: &mut Vec<String>) 
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if dir_key.is_empty() && matches!(name.as_str(), TMP | MULTIPART) {
+        if dir_key.is_empty() && matches!(name.as_str(), TMP | MULTIPART | LOCK) {
             continue;
         }
         let key = format!("{dir_key}{name}");
@@ -403,7 +424,12 @@ fn collect(dir: &Path, dir_key: &str, query: &Query<'_>, out: &mut Vec<String>) 
                 collect(&entry.path(), &sub, query, out)?;
             }
         } else if file_type.is_file() && query.matches(&key) {
-            out.push(key);
+            match entry.metadata() {
+                Ok(meta) => out.push(object_meta(&key, &meta)),
+                // Deleted since the directory was read.
+                Err(e) if is_missing(&e) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())
@@ -439,7 +465,8 @@ fn etag(meta: &Metadata) -> String {
 }
 
 fn object_meta(key: &str, meta: &Metadata) -> ObjectMeta {
-    ObjectMeta { key: key.to_string(), size: meta.len(), etag: etag(meta) }
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    ObjectMeta { key: key.to_string(), size: meta.len(), etag: etag(meta), modified }
 }
 
 #[async_trait::async_trait]

@@ -17,7 +17,7 @@ pub mod suite;
 
 use std::ops::Range;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -86,6 +86,9 @@ pub struct ObjectMeta {
     pub size: u64,
     /// An opaque version tag; it changes whenever the key is written with different content.
     pub etag: String,
+    /// When the object was last written, as the backend records it (S3's `LastModified`, a file's
+    /// mtime). Writes answer the local time of the write.
+    pub modified: SystemTime,
 }
 
 /// A (possibly ranged) read of an object.
@@ -113,10 +116,24 @@ impl GetObject {
 /// One page of a listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListPage {
-    /// Keys in ascending byte order, all starting with the prefix.
-    pub keys: Vec<String>,
+    /// The objects, in ascending byte order of their keys, all starting with the prefix, with
+    /// what [`Storage::head`] tells of them (an S3-compatible server may leave the ETag out of
+    /// listings: then it is empty).
+    pub objects: Vec<ObjectMeta>,
     /// True when more keys follow the last one returned.
     pub truncated: bool,
+}
+
+impl ListPage {
+    /// The keys of the page, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.objects.iter().map(|o| o.key.clone()).collect()
+    }
+
+    /// The last key of the page, where the next page starts after.
+    pub fn last_key(&self) -> Option<&str> {
+        self.objects.last().map(|o| o.key.as_str())
+    }
 }
 
 /// A part of a multipart upload, as returned by [`Storage::upload_part`].

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -18,6 +18,7 @@ use crate::{
 struct Object {
     data: Bytes,
     etag: String,
+    modified: SystemTime,
 }
 
 /// The parts of an upload: part number → (ETag, bytes).
@@ -53,7 +54,7 @@ impl MemoryStorage {
 
     fn store(&self, state: &mut State, key: &str, data: Bytes, cond: &Condition) -> Result<ObjectMeta> {
         check_condition(state.objects.get(key).map(|o| o.etag.as_str()), key, cond)?;
-        let object = Object { data, etag: self.next_tag() };
+        let object = Object { data, etag: self.next_tag(), modified: SystemTime::now() };
         let meta = meta(key, &object);
         state.objects.insert(key.to_string(), object);
         Ok(meta)
@@ -81,7 +82,12 @@ pub(crate) fn check_part_number(number: u32) -> Result<()> {
 }
 
 fn meta(key: &str, object: &Object) -> ObjectMeta {
-    ObjectMeta { key: key.to_string(), size: object.data.len() as u64, etag: object.etag.clone() }
+    ObjectMeta {
+        key: key.to_string(),
+        size: object.data.len() as u64,
+        etag: object.etag.clone(),
+        modified: object.modified,
+    }
 }
 
 #[async_trait::async_trait]
@@ -131,14 +137,14 @@ impl Storage for MemoryStorage {
             Some(after) if after >= prefix => std::ops::Bound::Excluded(after.to_string()),
             _ => std::ops::Bound::Included(prefix.to_string()),
         };
-        let mut keys = state
+        let mut objects = state
             .objects
             .range((from, std::ops::Bound::Unbounded))
-            .map(|(k, _)| k)
-            .take_while(|k| k.starts_with(prefix));
-        let page: Vec<String> = keys.by_ref().take(limit).cloned().collect();
-        let truncated = keys.next().is_some();
-        Ok(ListPage { keys: page, truncated })
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, o)| meta(k, o));
+        let page: Vec<ObjectMeta> = objects.by_ref().take(limit).collect();
+        let truncated = objects.next().is_some();
+        Ok(ListPage { objects: page, truncated })
     }
 
     async fn create_multipart(&self, key: &str) -> Result<String> {

@@ -23,7 +23,7 @@ async fn put(store: &dyn Storage, key: &str, body: &'static str) -> String {
 }
 
 async fn all_keys(store: &dyn Storage) -> Vec<String> {
-    store.list("", None, 1000).await.unwrap().keys
+    store.list("", None, 1000).await.unwrap().keys()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,6 +61,8 @@ async fn fs_rejects_bad_keys() {
         ".tmp/x",
         ".multipart/x",
         ".tmp",
+        ".lock",
+        ".lock/x",
         "a\0b",
     ];
     for key in bad {
@@ -78,8 +80,8 @@ async fn fs_rejects_bad_keys() {
         assert_eq!(read(&store, key).await, &b"ok"[..]);
     }
     // A prefix no key can have lists nothing.
-    for prefix in ["../", "a/../", ".tmp/", ".multipart/", "/"] {
-        assert_eq!(store.list(prefix, None, 10).await.unwrap().keys.len(), 0, "{prefix:?}");
+    for prefix in ["../", "a/../", ".tmp/", ".multipart/", ".lock", "/"] {
+        assert_eq!(store.list(prefix, None, 10).await.unwrap().keys().len(), 0, "{prefix:?}");
     }
 }
 
@@ -144,6 +146,26 @@ async fn fs_delete_removes_empty_directories() {
     assert_eq!(read(&store, "d/e").await, &b"3"[..]);
 }
 
+/// Instances on one root (as `berth serve` and `berth gc` in two processes) make conditional
+/// writes atomic together: of writers over one ETag spread over two instances, exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fs_instances_on_one_root_serialize_conditional_writes() {
+    let (dir, first) = fs_store();
+    let second = FsStorage::new(dir.path().join("root")).unwrap();
+    for round in 0..20 {
+        let key = format!("contended/{round}");
+        let etag = first.put(&key, Bytes::from_static(b"base"), Condition::Overwrite).await.unwrap().etag;
+        let attempts = (0..8u8).map(|i| {
+            let store = if i % 2 == 0 { &first } else { &second };
+            store.put(&key, Bytes::from(vec![i; 4096]), Condition::IfMatch(etag.clone()))
+        });
+        let results = futures_util::future::join_all(attempts).await;
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(winners, 1, "round {round}: {results:?}");
+    }
+    assert!(!first.list("", None, 100).await.unwrap().keys().iter().any(|k| k.starts_with(".lock")));
+}
+
 #[tokio::test]
 async fn fs_second_instance_sees_the_objects() {
     let (dir, store) = fs_store();
@@ -178,7 +200,7 @@ async fn fs_key_cannot_also_be_a_directory() {
     assert!(matches!(under, Err(StorageError::Backend(_))), "{under:?}");
     assert!(not_found(store.get("a/b", None).await));
     assert_eq!(read(&store, "a").await, &b"file"[..]);
-    assert_eq!(store.list("a/", None, 10).await.unwrap().keys.len(), 0);
+    assert_eq!(store.list("a/", None, 10).await.unwrap().keys().len(), 0);
 
     put(&store, "c/d", "x").await;
     let over = store.put("c", Bytes::from_static(b"x"), Condition::Overwrite).await;

@@ -157,7 +157,7 @@ impl Harness {
 
     /// Keys in storage under `prefix`.
     pub(crate) async fn keys(&self, prefix: &str) -> Vec<String> {
-        self.store.list(prefix, None, 10_000).await.unwrap().keys
+        self.store.list(prefix, None, 10_000).await.unwrap().keys()
     }
 }
 

@@ -62,7 +62,7 @@ impl S3 {
 async fn keys(store: &S3Storage, prefix: &str) -> BTreeSet<String> {
     let page = store.list(prefix, None, 10_000).await.unwrap_or_else(|e| panic!("list {prefix}: {e}"));
     assert!(!page.truncated);
-    page.keys.into_iter().collect()
+    page.keys().into_iter().collect()
 }
 
 /// `blobs/sha256/<hex>` of a digest.

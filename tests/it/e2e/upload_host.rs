@@ -319,7 +319,7 @@ async fn a_tampered_upload_url_is_refused_at_the_host_and_writes_nothing() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let location = r.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with(&deployment.host.url("/v2/e2e/tamper/blobs/uploads/")), "{location}");
-    let before = store.list("", None, 1000).await.unwrap().keys;
+    let before = store.list("", None, 1000).await.unwrap().keys();
 
     let (url, capability) = location.split_once("?_state=").unwrap();
     let (expiry, mac) = capability.split_once('.').unwrap();
@@ -334,7 +334,7 @@ async fn a_tampered_upload_url_is_refused_at_the_host_and_writes_nothing() {
         let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
         assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED", "{bad}");
     }
-    assert_eq!(store.list("", None, 1000).await.unwrap().keys, before, "a refused PATCH wrote something");
+    assert_eq!(store.list("", None, 1000).await.unwrap().keys(), before, "a refused PATCH wrote something");
 
     let r = http().patch(&location).header("content-type", "application/octet-stream").body(vec![1u8; 1 << 20]);
     assert_eq!(r.send().await.unwrap().status(), StatusCode::ACCEPTED, "the untampered URL works");
