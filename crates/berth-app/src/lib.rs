@@ -1,8 +1,9 @@
 //! The composition root of berth: the one place that knows every setting ([`Settings`]) and
 //! builds the registry from them ([`build`]): storage (filesystem, memory or S3), the token
 //! signing secret (a flag, a file or SSM Parameter Store), the auth policy (a file or an `s3://`
-//! object, read again while the registry runs) and logging. Both shells, `berth serve` and the
-//! Lambda function, parse [`Settings`], call [`build`], and run what it returns.
+//! object, read again while the registry runs) and logging; and the garbage collector
+//! ([`collector`]: grace, retention policy). Both shells, `berth serve` and the Lambda function,
+//! parse [`Settings`], call [`build`], and run what it returns.
 
 mod auth;
 mod logging;
@@ -12,9 +13,11 @@ mod ssm;
 pub use self::settings::{AuthSettings, FALLBACK_REGION, LogFormat, S3Settings, Settings, StorageKind};
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use aws_config::meta::region::RegionProviderChain;
 use berth_core::Registry;
+use berth_gc::{Collector, Retention};
 use berth_s3::{S3Options, S3Storage};
 use berth_storage::{FsStorage, MemoryStorage, Storage};
 
@@ -37,27 +40,74 @@ pub enum StartError {
 pub async fn build(settings: &Settings) -> Result<Registry, StartError> {
     logging::init(settings.log_format, &settings.log);
     let region = region(settings).await;
-    let (store, s3): (Arc<dyn Storage>, _) = match settings.storage {
+    let (store, s3) = open_storage(settings, &region).await?;
+    let registry = Registry::new(store, settings.config());
+    Ok(match auth::setup(settings, s3, &region).await? {
+        Some(auth) => registry.with_auth(auth),
+        None => registry,
+    })
+}
+
+/// The garbage collector the settings describe (grace, retention policy), over `store` (a
+/// registry's, [`Registry::storage`]) or, without one, over the storage the settings name.
+/// `deadline`: when to stop with a checkpoint (a Lambda invocation's end).
+pub async fn collector(
+    settings: &Settings,
+    store: Option<Arc<dyn Storage>>,
+    dry_run: bool,
+    deadline: Option<Instant>,
+) -> Result<Collector, StartError> {
+    logging::init(settings.log_format, &settings.log);
+    let region = region(settings).await;
+    let (store, s3) = match store {
+        Some(store) => (store, None),
+        None => open_storage(settings, &region).await?,
+    };
+    let retention = match &settings.gc_retention {
+        None => Retention::default(),
+        Some(source) => {
+            let text = match (source.strip_prefix("s3://"), &s3) {
+                (Some(_), Some(s3)) => s3.read_uri(source).await,
+                (Some(_), None) if settings.storage == StorageKind::S3 => {
+                    s3_storage(settings, &region).await?.read_uri(source).await
+                }
+                (Some(_), None) => Err(format!("--gc-retention {source}: an s3:// policy needs --storage s3")),
+                (None, _) => tokio::fs::read_to_string(source)
+                    .await
+                    .map_err(|e| format!("cannot read the retention policy {source}: {e}")),
+            };
+            Retention::parse(&text.map_err(StartError::Settings)?)
+                .map_err(|e| StartError::Settings(format!("retention policy {source}: {e}")))?
+        }
+    };
+    Ok(Collector::new(
+        store,
+        berth_gc::Options { grace: settings.gc_grace, retention: Arc::new(retention), dry_run, deadline },
+    ))
+}
+
+/// Opens and checks the storage the settings name; the S3 backend is also returned as such (the
+/// auth policy may be an object of it).
+async fn open_storage(
+    settings: &Settings,
+    region: &str,
+) -> Result<(Arc<dyn Storage>, Option<Arc<S3Storage>>), StartError> {
+    Ok(match settings.storage {
         StorageKind::Fs => {
             let store = FsStorage::new(&settings.root).map_err(|e| {
                 StartError::Storage(format!("cannot use data directory {}: {e}", settings.root.display()))
             })?;
             tracing::info!(storage = "fs", root = %settings.root.display(), "storage ready");
-            (Arc::new(store), None)
+            (Arc::new(store) as Arc<dyn Storage>, None)
         }
         StorageKind::Memory => {
             tracing::info!(storage = "memory", "storage ready (everything is lost on exit)");
-            (Arc::new(MemoryStorage::new()), None)
+            (Arc::new(MemoryStorage::new()) as Arc<dyn Storage>, None)
         }
         StorageKind::S3 => {
-            let s3 = Arc::new(s3_storage(settings, &region).await?);
+            let s3 = Arc::new(s3_storage(settings, region).await?);
             (s3.clone(), Some(s3))
         }
-    };
-    let registry = Registry::new(store, settings.config());
-    Ok(match auth::setup(settings, s3, &region).await? {
-        Some(auth) => registry.with_auth(auth),
-        None => registry,
     })
 }
 

@@ -39,6 +39,17 @@ pub struct Settings {
     /// How long an upload URL stays usable without credentials after each answer that hands it out.
     #[arg(long, env = "BERTH_UPLOAD_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub upload_ttl: Duration,
+    /// Garbage collection removes nothing younger than this (links, blobs, upload sessions,
+    /// referrers whose subject is gone): pushes in progress keep what they uploaded.
+    #[arg(long = "gc-grace", visible_alias = "grace", env = "BERTH_GC_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub gc_grace: Duration,
+    /// Retention policy of garbage collection (a TOML file, or `s3://bucket/key` with --storage
+    /// s3): which tags and untagged manifests it removes. Without one it removes no tag.
+    #[arg(long = "gc-retention", visible_alias = "retention", env = "BERTH_GC_RETENTION")]
+    pub gc_retention: Option<String>,
+    /// Run garbage collection this often inside `berth serve` (and the Lambda's collector).
+    #[arg(long, env = "BERTH_GC_EVERY", value_parser = humantime::parse_duration)]
+    pub gc_every: Option<Duration>,
     /// Log line format.
     #[arg(long, value_enum, env = "BERTH_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

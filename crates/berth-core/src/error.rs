@@ -55,6 +55,8 @@ pub enum ErrorKind {
     TooManyRequests,
     /// A malformed request to the token endpoint.
     TokenRequestInvalid,
+    /// The request met garbage collection at work on what it needs; a retry succeeds.
+    Unavailable,
     /// The storage backend failed; details are logged, not sent.
     Internal,
 }
@@ -90,6 +92,7 @@ const fn describe(kind: ErrorKind) -> (&'static str, StatusCode, &'static str) {
         Denied => ("DENIED", StatusCode::FORBIDDEN, "requested access to the resource is denied"),
         TooManyRequests => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS, "too many requests"),
         TokenRequestInvalid => ("UNSUPPORTED", StatusCode::BAD_REQUEST, "invalid token request"),
+        Unavailable => ("UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE, "service unavailable; retry"),
         Internal => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR, "unknown error; the registry logged the cause"),
     }
 }
@@ -188,7 +191,7 @@ mod tests {
 
     /// Every kind, with the code and status clients must see (OCI Distribution Spec, "Error
     /// Codes"; `UNKNOWN` for 500s, as distribution answers them).
-    const TABLE: [(ErrorKind, &str, u16); 22] = [
+    const TABLE: [(ErrorKind, &str, u16); 23] = [
         (BlobUnknown, "BLOB_UNKNOWN", 404),
         (BlobUploadInvalid, "BLOB_UPLOAD_INVALID", 400),
         (BlobUploadOutOfOrder, "BLOB_UPLOAD_INVALID", 416),
@@ -210,6 +213,7 @@ mod tests {
         (Denied, "DENIED", 403),
         (TooManyRequests, "TOOMANYREQUESTS", 429),
         (TokenRequestInvalid, "UNSUPPORTED", 400),
+        (Unavailable, "UNAVAILABLE", 503),
         (Internal, "UNKNOWN", 500),
     ];
 

@@ -10,6 +10,10 @@
 //! uploads/<id>/state                                 upload session (JSON), rewritten with IfMatch
 //! uploads/<id>/data                                  multipart target of a session's bytes
 //! uploads/<id>/pending/<uuid>                        a session's bytes not yet in a part
+//! repos/<name>/_gc/sweep                             garbage collection is sweeping the repository
+//! repos/<name>/_gc/writing/<uuid>                    a manifest write in progress (its intent)
+//! gc/doomed/<alg>/<hex>                              a blob the collector means to delete, and its state
+//! gc/run                                             the collector's current or last run (checkpoint)
 //! ```
 //! Repository name components start with `[a-z0-9]`, so `_`-led components never collide with a
 //! name. Links exist so that a digest is not a password to every repository: a blob is served
@@ -75,6 +79,46 @@ pub fn catalog(name: &Name) -> String {
     format!("{CATALOG_PREFIX}{name}{CATALOG_SUFFIX}")
 }
 
+/// Prefix of every repository's objects.
+pub const REPOS_PREFIX: &str = "repos/";
+
+/// Prefix of every object of repository `name` (its nested repositories not included).
+pub fn repo_prefix(name: &Name) -> String {
+    format!("repos/{name}/_")
+}
+
+/// Prefix of all blobs.
+pub const BLOBS_PREFIX: &str = "blobs/";
+
+/// Prefix of all upload sessions.
+pub const UPLOADS_PREFIX: &str = "uploads/";
+
+/// The marker of a garbage-collection sweep of repository `name`.
+pub fn gc_sweep(name: &Name) -> String {
+    format!("repos/{name}/_gc/sweep")
+}
+
+/// Prefix of the intents of manifest writes in repository `name`.
+pub fn gc_intents_prefix(name: &Name) -> String {
+    format!("repos/{name}/_gc/writing/")
+}
+
+/// A fresh intent key of a manifest write in repository `name`.
+pub fn gc_intent(name: &Name) -> String {
+    format!("{}{}", gc_intents_prefix(name), uuid::Uuid::new_v4().simple())
+}
+
+/// Prefix of the markers of blobs the collector means to delete.
+pub const GC_DOOMED_PREFIX: &str = "gc/doomed/";
+
+/// The marker of blob `d`, which the collector means to delete.
+pub fn gc_doomed(d: &Digest) -> String {
+    format!("{GC_DOOMED_PREFIX}{}/{}", d.algorithm().as_str(), d.hex())
+}
+
+/// The collector's checkpoint.
+pub const GC_RUN: &str = "gc/run";
+
 /// State of an upload session.
 pub fn upload_state(id: &str) -> String {
     format!("uploads/{id}/state")
@@ -114,6 +158,14 @@ mod tests {
         assert_eq!(catalog(&name), "catalog/team/app/_repo");
         assert_eq!(upload_state("u1"), "uploads/u1/state");
         assert_eq!(upload_data("u1"), "uploads/u1/data");
+        assert_eq!(repo_prefix(&name), "repos/team/app/_");
+        for key in [blob_link(&name, &d), tag(&name, &Tag::parse("v1").unwrap()), gc_sweep(&name), gc_intent(&name)] {
+            assert!(key.starts_with(&repo_prefix(&name)) && key.starts_with(REPOS_PREFIX), "{key}");
+        }
+        assert_eq!(gc_sweep(&name), "repos/team/app/_gc/sweep");
+        assert!(gc_intent(&name).starts_with(&gc_intents_prefix(&name)));
+        assert_eq!(gc_doomed(&d), format!("gc/doomed/sha256/{dh}"));
+        assert!(blob(&d).starts_with(BLOBS_PREFIX) && upload_state("u").starts_with(UPLOADS_PREFIX));
         let (p1, p2) = (upload_pending("u1"), upload_pending("u1"));
         assert!(p1.starts_with("uploads/u1/pending/") && p1 != p2, "pending keys are unique per write");
     }
@@ -129,5 +181,6 @@ mod tests {
             }
         }
         assert!(!catalog(&ab).starts_with(&catalog(&a)), "markers of nested names do not nest");
+        assert!(!repo_prefix(&ab).starts_with(&repo_prefix(&a)), "a repository's prefix leaves out nested ones");
     }
 }

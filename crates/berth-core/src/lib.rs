@@ -11,8 +11,10 @@
 
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod http;
 pub mod keys;
+pub mod manifests;
 pub mod names;
 pub mod route;
 
@@ -20,7 +22,6 @@ mod access;
 mod blobs;
 mod buffers;
 mod listing;
-mod manifests;
 mod referrers;
 mod store;
 mod token;
@@ -89,6 +90,11 @@ impl Registry {
     /// A registry over `store`, open to everyone.
     pub fn new(store: Arc<dyn Storage>, config: Config) -> Self {
         Self { store: Store::new(store), config, auth: None }
+    }
+
+    /// The storage the registry keeps everything in (for its garbage collector).
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        self.store.backend().clone()
     }
 
     /// The same registry, requiring authentication and authorizing every request by `auth`.

@@ -31,11 +31,26 @@ pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.ma
 /// Docker manifest list.
 pub(crate) const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// A stored manifest: `<digest> <media-type>\n` followed by the exact pushed bytes.
-pub(crate) struct Record {
+/// A stored manifest (a manifest object, or a tag, which holds a copy of its manifest's):
+/// `<digest> <media-type>\n` followed by the exact pushed bytes.
+pub struct Record {
+    /// The manifest's digest.
     pub digest: Digest,
+    /// Its media type.
     pub media_type: String,
+    /// The manifest as pushed.
     pub bytes: Bytes,
+}
+
+/// What a stored manifest refers to: what must stay while it does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    /// Blobs (config, layers; not foreign layers, which live elsewhere).
+    pub blobs: Vec<Digest>,
+    /// Manifests (an index's entries).
+    pub manifests: Vec<Digest>,
+    /// The manifest it is a referrer of (`subject`).
+    pub subject: Option<Digest>,
 }
 
 impl Record {
@@ -46,13 +61,20 @@ impl Record {
         out.freeze()
     }
 
-    fn decode(mut raw: Bytes) -> Result<Self> {
+    /// Reads a stored record.
+    pub fn decode(mut raw: Bytes) -> Result<Self> {
         let corrupt = || RegistryError::from(StorageError::Invalid("corrupt manifest record".into()));
         let newline = raw.iter().position(|b| *b == b'\n').ok_or_else(corrupt)?;
         let head = raw.split_to(newline + 1);
         let head = std::str::from_utf8(&head[..newline]).map_err(|_| corrupt())?;
         let (digest, media_type) = head.split_once(' ').ok_or_else(corrupt)?;
         Ok(Record { digest: digest.parse().map_err(|_| corrupt())?, media_type: media_type.to_string(), bytes: raw })
+    }
+
+    /// What the manifest refers to.
+    pub fn references(&self) -> Result<References> {
+        let (_, parsed) = parse(Some(&self.media_type), &self.bytes)?;
+        Ok(References { blobs: parsed.blobs, manifests: parsed.manifests, subject: parsed.subject })
     }
 }
 
@@ -189,21 +211,34 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
         };
+        // Checking the references and storing happen while no garbage-collection sweep of the
+        // repository runs (see `gc`).
+        let intent = self.begin_manifest_write(name).await?;
+        let stored = self.store_manifest(name, Record { digest, media_type, bytes }, &parsed, &tags).await;
+        self.end_manifest_write(intent).await;
+        stored
+    }
+
+    /// Checks a new manifest's references, stores it, tags it, records it as a referrer.
+    async fn store_manifest(&self, name: &Name, record: Record, parsed: &Parsed, tags: &[Tag]) -> Result<Reply> {
+        let digest = record.digest.clone();
         // A manifest the repository has already was checked when it arrived: a re-push only tags.
         let known = self.store.exists(&keys::manifest(name, &digest)).await?;
         if !known {
-            self.check_references(name, &parsed).await?;
+            self.check_references(name, parsed).await?;
         }
-        let descriptor =
-            parsed.subject.as_ref().map(|_| referrer_descriptor(&digest, &media_type, bytes.len(), &parsed));
-        let record = Record { digest: digest.clone(), media_type, bytes }.encode();
+        let descriptor = parsed
+            .subject
+            .as_ref()
+            .map(|_| referrer_descriptor(&digest, &record.media_type, record.bytes.len(), parsed));
+        let record = record.encode();
         if !known {
             self.store.put(&keys::manifest(name, &digest), record.clone()).await?;
         }
         let mut reply = Reply::new(StatusCode::CREATED)
             .header(LOCATION, format!("/v2/{name}/manifests/{digest}"))
             .header(headers::CONTENT_DIGEST, digest.to_string());
-        for tag in &tags {
+        for tag in tags {
             self.store.put(&keys::tag(name, tag), record.clone()).await?;
             reply = reply.append_header(headers::OCI_TAG, tag.as_str());
         }

@@ -1,13 +1,13 @@
 //! The `berth` binary: `berth serve` runs the registry over the filesystem (the default),
-//! memory or an S3 bucket; `berth user` hashes a password for the auth policy; `berth health`
-//! checks a running registry. Every flag of `serve` is also an environment variable
-//! (`BERTH_<FLAG>`); see `berth_app::Settings`.
+//! memory or an S3 bucket; `berth gc` collects garbage; `berth user` hashes a password for the
+//! auth policy; `berth health` checks a running registry. Every flag of `serve` is also an
+//! environment variable (`BERTH_<FLAG>`); see `berth_app::Settings`.
 
 use std::process::ExitCode;
 
 use berth_app::Settings;
-use berth_server::health;
-use berth_server::user::{self, UserArgs};
+use berth_server::gc::{self, GcArgs};
+use berth_server::{health, user};
 use clap::{Parser, Subcommand};
 
 /// An OCI Distribution Spec 1.1 container registry.
@@ -22,8 +22,10 @@ struct Cli {
 enum Command {
     /// Serve the registry API over HTTP.
     Serve(Box<Settings>),
+    /// Collect garbage: what no tag reaches, blobs no repository links, idle upload sessions.
+    Gc(GcArgs),
     /// Hash a password and print the `[users]` line of an auth policy.
-    User(UserArgs),
+    User(user::UserArgs),
     /// Check that the registry on `--listen` answers (exit status 0), as health checks do.
     Health(Box<Settings>),
 }
@@ -31,7 +33,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Serve(settings) => serve(&settings).await,
+        Command::Serve(settings) => berth_server::run(&settings).await,
+        Command::Gc(args) => gc::run(&args).await,
         Command::User(args) => user::run(&args),
         Command::Health(settings) => health::run(&settings),
     };
@@ -43,15 +46,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Parse, build, run: the registry on `--listen` until SIGINT or SIGTERM.
-async fn serve(settings: &Settings) -> Result<(), String> {
-    let registry = berth_app::build(settings).await.map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    berth_server::serve(listener, berth_server::app(registry), berth_server::shutdown_signal())
-        .await
-        .map_err(|e| format!("server failed: {e}"))
 }

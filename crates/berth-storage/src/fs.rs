@@ -197,29 +197,29 @@ impl Inner {
         cond: &Condition,
     ) -> Result<ObjectMeta> {
         let parent = target.parent().unwrap_or(&self.root);
-        self.create_dirs(parent).map_err(StorageError::backend)?;
         {
+            // Deletes remove the directories they leave empty, holding the lock: the key's
+            // directories are made, and stay, under it.
             let _exclusive = self.exclusive()?;
+            self.create_dirs(parent).map_err(StorageError::backend)?;
             if let Condition::IfMatch(_) = cond {
                 let current = stat(target).map_err(StorageError::backend)?;
                 check_condition(current.as_ref().map(etag).as_deref(), key, cond)?;
             }
-            let link = || match cond {
+            let linked = match cond {
                 Condition::CreateOnly => fs::hard_link(&tmp.0, target),
                 _ => fs::rename(&tmp.0, target),
-            };
-            // A delete may have removed the directory, empty by then, since `create_dirs`;
-            // deletes hold the lock, so recreating it once under the lock suffices.
-            let linked = match link() {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => self.create_dirs(parent).and_then(|()| link()),
-                linked => linked,
             };
             linked.map_err(|e| match e.kind() {
                 io::ErrorKind::AlreadyExists => StorageError::PreconditionFailed(key.to_string()),
                 _ => StorageError::backend(e),
             })?;
         }
-        sync_dir(parent).map_err(StorageError::backend)?;
+        match sync_dir(parent) {
+            // Deleted (with its directory) since it was committed: nothing is left to make durable.
+            Err(e) if !is_missing(&e) => return Err(StorageError::backend(e)),
+            _ => {}
+        }
         Ok(object_meta(key, meta))
     }
 
@@ -286,7 +286,11 @@ impl Inner {
                 dir = dir.parent().unwrap_or(&self.root);
             }
         }
-        sync_dir(dir).map_err(StorageError::backend)
+        match sync_dir(dir) {
+            // Removed by another delete meanwhile.
+            Err(e) if !is_missing(&e) => Err(StorageError::backend(e)),
+            _ => Ok(()),
+        }
     }
 
     fn copy(&self, src: &str, dst: &str, cond: &Condition) -> Result<ObjectMeta> {

@@ -1,5 +1,6 @@
 //! Storage calls per registry operation: the budget a client's push, re-push and pull cost.
-//! The memory backend records one call per operation, as S3 would bill one request.
+//! The memory backend records one call per operation, as S3 would bill one request. A manifest
+//! PUT includes the 3 calls of its handshake with garbage collection (`berth_core::gc`).
 
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -49,7 +50,7 @@ async fn push_repush_and_head_stay_within_budget() {
     assert!(fresh <= 60, "a fresh push of a 5-layer image made {fresh} storage calls (budget 60)");
     assert_eq!(push_image(&h, "cost/app").await, 0, "a re-push uploads no layer");
     let again = h.take_calls();
-    assert!(again <= 10, "a re-push made {again} storage calls (budget 10)");
+    assert!(again <= 12, "a re-push made {again} storage calls (budget 12)");
     let digest = sha256(&random_bytes(100_000, 100));
     assert_eq!(h.head(&format!("/v2/cost/app/blobs/{digest}")).await.status, StatusCode::OK);
     assert_eq!(h.take_calls(), 1, "HEAD of a blob is one storage call");

@@ -6,6 +6,7 @@ mod auth;
 mod blobs;
 mod costs;
 mod errors;
+mod gc;
 mod listing;
 mod manifests;
 mod races;

@@ -336,11 +336,11 @@ async fn s3_storage_calls_of_push_repush_pull_head_and_tags_stay_within_budget()
 
     let mark = server.requests().len();
     push(&server, &src, "v1", "e2e/acct:v1");
-    phases.push(("fresh push", 60, since(mark)));
+    phases.push(("fresh push", 64, since(mark)));
 
     let mark = server.requests().len();
     push(&server, &src, "v1", "e2e/acct:v1");
-    phases.push(("re-push", 10, since(mark)));
+    phases.push(("re-push", 12, since(mark)));
 
     let mark = server.requests().len();
     pull(&server, "e2e/acct:v1", &dir.path().join("back"), "v1");

@@ -64,26 +64,32 @@ impl Registry {
             let received = self.receive(body, expected, &mut hasher, Some(&mut writer)).await?;
             (self.decide(&digest, hasher, writer).await?, Some(session.offset + received))
         };
-        // Run: the outcome, and the multipart upload left open, if any.
+        // Run: the outcome (whether the blob is an object this request created), and the
+        // multipart upload left open, if any.
         let (stored, open) = match finish {
             Finish::Direct => match self.write_blob(name, &digest, body, expected).await {
                 Err(e) if e.kind != ErrorKind::DigestInvalid => return Err(e),
-                written => (written.map(drop), None),
+                written => (written.map(|_| true), None),
             },
             Finish::Reject(writer) => (Err(digest_mismatch(&digest)), Some(writer.progress().clone())),
             Finish::Put { writer, verified } => (self.put_whole(&digest, verified, writer).await, None),
-            Finish::Drop(writer) => (Ok(()), Some(writer.progress().clone())),
+            Finish::Drop(writer) => (Ok(false), Some(writer.progress().clone())),
             Finish::Assemble { writer, verified } => {
                 let progress = writer.progress().clone();
                 match writer.finish(Condition::Overwrite).await {
-                    Ok(()) => (self.assemble(id, &digest, verified).await, None),
+                    Ok(()) => (self.assemble(id, &digest, verified).await.map(|()| false), None),
                     Err(e) => (Err(e.into()), Some(progress)),
                 }
             }
         };
         let linked = match (stored, size) {
-            (Ok(()), Some(size)) => self.link_blob(name, &digest, size).await,
-            (other, _) => other,
+            // A blob this request did not create (stored before, or overwritten) is claimed
+            // against garbage collection (see `gc`).
+            (Ok(created), Some(size)) => match self.link_blob(name, &digest, size).await {
+                Ok(()) if !created => self.claim_blob(name, &digest).await,
+                other => other,
+            },
+            (other, _) => other.map(drop),
         };
         // End: the one place a finished session ends.
         session.end(&self.store, id, open.as_ref()).await;
@@ -108,13 +114,13 @@ impl Registry {
 
     /// [`Finish::Put`]: the bytes in hand become the blob (verified first when they were hashed
     /// with another algorithm); a blob stored meanwhile by a racing upload is left as it is.
-    async fn put_whole(&self, digest: &Digest, verified: bool, writer: PartWriter) -> Result<()> {
+    /// Whether this request created the blob.
+    async fn put_whole(&self, digest: &Digest, verified: bool, writer: PartWriter) -> Result<bool> {
         let (_, bytes) = writer.suspend().await?;
         if !verified && Digest::of(digest.algorithm(), &bytes) != *digest {
             return Err(digest_mismatch(digest));
         }
-        self.store.create(&keys::blob(digest), bytes).await?;
-        Ok(())
+        self.store.create(&keys::blob(digest), bytes).await
     }
 
     /// [`Finish::Assemble`], once the multipart upload is complete in `uploads/<id>/data`:

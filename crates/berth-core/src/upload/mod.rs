@@ -8,7 +8,7 @@
 //! its bytes (`POST ?digest=`, a `PUT` carrying the whole blob) streams straight to its key.
 
 mod finish;
-mod session;
+pub(crate) mod session;
 
 use berth_storage::MIN_PART_SIZE;
 use bytes::Bytes;
@@ -126,18 +126,20 @@ impl Registry {
         if !req.access.allows(&from, berth_auth::Action::Pull) {
             return Ok(None);
         }
-        match self.link_size(&from, &digest).await? {
-            Some(size) => {
-                self.link_blob(name, &digest, size).await?;
-                Ok(Some(created(name, &digest)))
-            }
-            None => Ok(None),
+        let Some(size) = self.link_size(&from, &digest).await? else { return Ok(None) };
+        self.link_blob(name, &digest, size).await?;
+        match self.claim_blob(name, &digest).await {
+            Ok(()) => Ok(Some(created(name, &digest))),
+            // Deleted by garbage collection meanwhile: the client sends the bytes instead.
+            Err(e) if e.kind == ErrorKind::Unavailable => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
     /// Receives a blob whose digest is known before its bytes: hashes while streaming straight
     /// to `blobs/<alg>/<hex>` (nothing visible until verified), or only hashes when the blob is
-    /// stored already; then links it. Returns the size.
+    /// stored already; then links it (and claims a blob it did not write, see `gc`). Returns the
+    /// size.
     async fn write_blob(
         &self,
         name: &Name,
@@ -164,11 +166,15 @@ impl Registry {
         if hasher.finish() != *digest {
             return Err(abandon(writer, digest_mismatch(digest)).await);
         }
-        if let Some(w) = writer {
-            // Refused only when a racing upload stored the same verified bytes first.
-            w.create().await?;
-        }
+        // Refused only when a racing upload stored the same verified bytes first.
+        let wrote = match writer {
+            Some(w) => w.create().await?,
+            None => false,
+        };
         self.link_blob(name, digest, received).await?;
+        if !wrote {
+            self.claim_blob(name, digest).await?;
+        }
         Ok(received)
     }
 

@@ -27,7 +27,7 @@ pub(super) const SESSION_ALGORITHM: Algorithm = Algorithm::Sha256;
 
 /// The state of an upload session.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Session {
+pub(crate) struct Session {
     /// Repository the session belongs to.
     pub(super) name: String,
     /// Bytes received so far.
@@ -36,7 +36,7 @@ pub(super) struct Session {
     pub(super) hash: String,
     /// Parts sent to `uploads/<id>/data`.
     #[serde(flatten)]
-    pub(super) multipart: Multipart,
+    pub(crate) multipart: Multipart,
     /// The received bytes not in a part yet.
     #[serde(flatten)]
     pub(super) tail: Tail,
@@ -118,6 +118,15 @@ impl Session {
 
     /// Session `id` of repository `name`, and the version of its state.
     pub(super) async fn load(store: &Store, name: &Name, id: &str) -> Result<(Self, String)> {
+        let (session, etag) = Self::load_any(store, id).await?;
+        if session.name != name.as_str() {
+            return Err(unknown(id));
+        }
+        Ok((session, etag))
+    }
+
+    /// Session `id`, of whichever repository, and the version of its state.
+    pub(crate) async fn load_any(store: &Store, id: &str) -> Result<(Self, String)> {
         let valid_id = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !valid_id {
             return Err(unknown(id));
@@ -125,9 +134,6 @@ impl Session {
         let object = store.get_opt(&keys::upload_state(id), None).await?.ok_or_else(|| unknown(id))?;
         let etag = object.meta.etag.clone();
         let session: Session = serde_json::from_slice(&object.bytes().await?).map_err(|e| corrupt(id, e))?;
-        if session.name != name.as_str() {
-            return Err(unknown(id));
-        }
         Ok((session, etag))
     }
 
@@ -194,7 +200,7 @@ impl Session {
     /// Ends the session: removes its state and tail, and aborts `open`, the multipart upload of
     /// its bytes if that is still open. The one place a session ends. Failures only leave
     /// garbage under `uploads/` (which the bucket's lifecycle expires), so they are logged.
-    pub(super) async fn end(&self, store: &Store, id: &str, open: Option<&Multipart>) {
+    pub(crate) async fn end(&self, store: &Store, id: &str, open: Option<&Multipart>) {
         if let Some(multipart) = open
             && let Err(e) = writer::abort(store.backend().as_ref(), &keys::upload_data(id), multipart).await
         {
