@@ -42,11 +42,11 @@ use crate::upload::session::Session;
 use crate::{Registry, keys};
 
 /// A sweep marker older than this is left over from a crashed collector: writers ignore it.
-pub const SWEEP_TTL: Duration = Duration::from_secs(600);
+pub const SWEEP_TTL: Duration = Duration::from_secs(120);
 
 /// How long a collector may go on deleting in a repository after writing its sweep marker: half
 /// of [`SWEEP_TTL`], which leaves the rest as a margin for clocks that disagree.
-pub const SWEEP_BUDGET: Duration = Duration::from_secs(300);
+pub const SWEEP_BUDGET: Duration = Duration::from_secs(60);
 
 /// An intent older than this is left over from a crashed request: the collector ignores (and
 /// removes) it.

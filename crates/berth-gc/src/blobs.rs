@@ -22,14 +22,16 @@ fn digest_path<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 impl Collector {
-    /// Every blob some repository links, as `<alg>/<hex>`: one listing of every repository.
+    /// Every blob some repository links, as `<alg>/<hex>`: one listing of every repository
+    /// (less, in a dry run, the links it would have removed).
     async fn linked(&self) -> Result<BTreeSet<String>> {
+        let unlinked = self.unlinked.lock().expect("not poisoned").clone();
         let mut linked = BTreeSet::new();
         let mut after: Option<String> = None;
         loop {
             let page = self.store.list(keys::REPOS_PREFIX, after.as_deref(), 1000).await?;
             after = page.last_key().map(str::to_string);
-            for object in &page.objects {
+            for object in page.objects.iter().filter(|o| !unlinked.contains(&o.key)) {
                 if let Some((_, link)) = object.key.split_once("/_blobs/") {
                     linked.insert(link.to_string());
                 }
@@ -59,6 +61,10 @@ impl Collector {
                 .collect();
             if !candidates.is_empty() {
                 linked = self.remove_blobs(&candidates, report).await?;
+                if self.out_of_time() {
+                    // The page is done again by the next invocation.
+                    return Ok(false);
+                }
             }
             match page.last_key() {
                 Some(last) if page.truncated => *cursor = Some(last.to_string()),
@@ -67,8 +73,8 @@ impl Collector {
         }
     }
 
-    /// Removes the candidates that stay unlinked through the protocol; returns the links of the
-    /// second listing.
+    /// Removes the candidates that stay unlinked through the protocol (those the deadline leaves
+    /// only lose their markers); returns the links of the second listing.
     async fn remove_blobs(&self, candidates: &[&ObjectMeta], report: &mut Report) -> Result<BTreeSet<String>> {
         if self.options.dry_run {
             for blob in candidates {
@@ -86,7 +92,7 @@ impl Collector {
         let linked = self.linked().await?;
         for (blob, marker, etag) in doomed {
             let path = digest_path(&blob.key, keys::BLOBS_PREFIX).unwrap_or_default();
-            if !linked.contains(path) {
+            if !linked.contains(path) && !self.out_of_time() {
                 match self.store.put(&marker, Doom::Deleting.as_bytes(), Condition::IfMatch(etag)).await {
                     Ok(_) => {
                         let swapped = Instant::now();

@@ -1,7 +1,8 @@
 //! The run's checkpoint, `gc/run`: its phase, how far the phase got, what the run did so far, and
 //! when it finished. Written with `IfMatch` on the version last read or written, it is also a
 //! lease: a collector that finds an unfinished run whose checkpoint is younger than [`LEASE`]
-//! refuses to start, and one whose write fails (another took over) stops.
+//! refuses to start, and one whose write fails (another took over) stops. A collector that
+//! stops at its deadline marks the checkpoint paused, which gives the lease up.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +42,10 @@ pub(crate) struct RunState {
     pub(crate) after: Option<String>,
     /// Seconds since the epoch when the run finished.
     pub(crate) finished: Option<u64>,
+    /// The last collector stopped at a deadline and gave the lease up: the next one continues
+    /// at once.
+    #[serde(default)]
+    pub(crate) paused: bool,
     /// What the run did, over all its invocations.
     pub(crate) report: Report,
 }
@@ -60,7 +65,14 @@ fn now_secs() -> u64 {
 }
 
 fn fresh() -> RunState {
-    RunState { started: now_secs(), phase: Phase::Repositories, after: None, finished: None, report: Report::default() }
+    RunState {
+        started: now_secs(),
+        phase: Phase::Repositories,
+        after: None,
+        finished: None,
+        paused: false,
+        report: Report::default(),
+    }
 }
 
 /// The stored checkpoint, its version and its age.
@@ -92,7 +104,7 @@ impl Checkpoint {
         let (state, etag) = match load(store).await? {
             None => (fresh(), None),
             Some((state, etag, _)) if state.finished.is_some() => (fresh(), Some(etag)),
-            Some((_, _, modified)) if younger(modified, LEASE, SystemTime::now()) => {
+            Some((state, _, modified)) if !state.paused && younger(modified, LEASE, SystemTime::now()) => {
                 let age = SystemTime::now().duration_since(modified).unwrap_or_default();
                 return Err(GcError::Busy(age.as_secs()));
             }
@@ -101,6 +113,7 @@ impl Checkpoint {
                 (state, Some(etag))
             }
         };
+        let state = RunState { paused: false, ..state };
         let mut checkpoint = Self { base: state.report.clone(), state, etag, saved: Instant::now() };
         checkpoint.save(store, &Report::default(), true).await?;
         Ok(checkpoint)
@@ -114,7 +127,7 @@ impl Checkpoint {
             None => true,
             Some((state, _, modified)) => match state.finished {
                 Some(finished) => finished + every.as_secs() <= now_secs(),
-                None => !younger(modified, LEASE, now),
+                None => state.paused || !younger(modified, LEASE, now),
             },
         })
     }
@@ -160,16 +173,22 @@ impl Checkpoint {
         self.save(store, report, write).await
     }
 
-    /// Writes the checkpoint for the next invocation to continue from; the report it returns
-    /// keeps this invocation's dry-run lines.
+    /// Writes the checkpoint for the next invocation to continue from, giving the lease up.
     pub(crate) async fn pause(&mut self, store: &dyn Storage, report: &Report, write: bool) -> Result<Report> {
-        self.save(store, report, write).await?;
-        Ok(Report { would_remove: report.would_remove.clone(), ..self.state.report.clone() })
+        self.state.paused = true;
+        self.close(store, report, write).await
     }
 
-    /// Marks the run finished; the report it returns keeps this invocation's dry-run lines.
+    /// Marks the run finished.
     pub(crate) async fn finish(&mut self, store: &dyn Storage, report: &Report, write: bool) -> Result<Report> {
         self.state.finished = Some(now_secs());
-        self.pause(store, report, write).await
+        self.close(store, report, write).await
+    }
+
+    /// Writes the checkpoint a last time; the report it returns is the run's, with this
+    /// invocation's dry-run lines.
+    async fn close(&mut self, store: &dyn Storage, report: &Report, write: bool) -> Result<Report> {
+        self.save(store, report, write).await?;
+        Ok(Report { would_remove: report.would_remove.clone(), ..self.state.report.clone() })
     }
 }

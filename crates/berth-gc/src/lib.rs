@@ -18,6 +18,10 @@
 //! 4. **Upload sessions** idle longer than the grace, with their multipart uploads and pending
 //!    bytes.
 //!
+//! A run given a deadline (a Lambda invocation's end) starts no new repository or page within
+//! 30 seconds of it and stops removing within 10, then saves its checkpoint; the next run
+//! continues from there ([`Outcome::Paused`]).
+//!
 //! # Why nothing is lost
 //!
 //! The registry and the collector follow two agreements, documented in `berth_core::gc`:
@@ -50,13 +54,19 @@
 //!
 //! # Cost
 //!
-//! In storage calls (S3 requests): per repository, 1 listing to find it, 1 PUT and 1 DELETE
-//! of its sweep marker, 1 listing per 1000 of its objects, 1 GET per tag and per untagged
-//! manifest (their references), and per removed object 1 DELETE (links: 1 HEAD more); per catalog
-//! entry, 1 listing; per 1000 blobs, 1 listing and 2 listings of every repository's objects when
-//! the page has candidates, and per removed blob 5 (mark, swap, HEAD, DELETE, unmark); per 1000
-//! upload objects, 1 listing, and per idle session about 4. Checkpoints: 1 PUT every 10 seconds
-//! of work and at each phase. Listings, not per-object HEADs, find what is there.
+//! In storage calls (S3 requests):
+//! - per repository: 1 listing to find it, 1 PUT and 1 DELETE of its sweep marker, 1 listing per
+//!   1000 of its objects, 1 GET per tag and per untagged manifest (their references), and per
+//!   removed object 1 DELETE (a link: 1 HEAD more; an emptied repository: its catalog entry);
+//! - catalog: 1 listing per 1000 entries, and 1 listing per entry;
+//! - blobs: 1 listing of leftover markers, 1 listing of every repository's objects per 1000 of
+//!   them; per 1000 blobs 1 listing and, when the page has candidates, that listing of every
+//!   repository's objects again; per removed blob 5 (mark, swap, HEAD, DELETE, unmark);
+//! - uploads: 1 listing per 1000 objects, and per idle session about 4;
+//! - the checkpoint: 1 GET and 1 PUT to start, 1 PUT at each phase and every 10 seconds of work.
+//!
+//! Listings, not per-object HEADs, find what is there. Measured (`tests/it/api/gc.rs`, on moto):
+//! 50 repositories and 602 blobs, of which 360 blobs (441 kB) and 380 links go: 2904 calls. Listings, not per-object HEADs, find what is there.
 
 mod blobs;
 mod checkpoint;
@@ -129,11 +139,15 @@ pub struct Collector {
     options: Options,
     /// Written into sweep markers, for whoever looks at them.
     run_id: String,
+    /// In a dry run, the links the run would have removed: the blob phase counts them as gone.
+    unlinked: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
-/// How long before the deadline a run stops starting new work: a repository sweep may take
-/// `SWEEP_BUDGET`.
-const DEADLINE_MARGIN: Duration = berth_core::gc::SWEEP_BUDGET;
+/// How long before the deadline a run starts no new repository or page of objects.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long before the deadline a run stops removing, to save its checkpoint in time.
+const STOP_MARGIN: Duration = Duration::from_secs(10);
 
 /// Whether an object is as it was listed: same size and time of last write, and the same ETag
 /// when the listing had one.
@@ -144,11 +158,21 @@ pub(crate) fn unchanged(listed: &ObjectMeta, now: &ObjectMeta) -> bool {
 impl Collector {
     /// A collector over `store`.
     pub fn new(store: Arc<dyn Storage>, options: Options) -> Self {
-        Self { store, options, run_id: uuid::Uuid::new_v4().simple().to_string() }
+        Self { store, options, run_id: uuid::Uuid::new_v4().simple().to_string(), unlinked: Default::default() }
     }
 
+    fn left_under(&self, margin: Duration) -> bool {
+        self.options.deadline.is_some_and(|d| Instant::now() + margin >= d)
+    }
+
+    /// Time to start nothing new.
     fn near_deadline(&self) -> bool {
-        self.options.deadline.is_some_and(|d| Instant::now() + DEADLINE_MARGIN >= d)
+        self.left_under(DEADLINE_MARGIN)
+    }
+
+    /// Time to stop removing (what is left stays for the next invocation).
+    fn out_of_time(&self) -> bool {
+        self.left_under(STOP_MARGIN)
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {

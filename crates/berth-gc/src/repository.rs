@@ -165,18 +165,17 @@ impl Collector {
         }
         let pushed: BTreeMap<String, SystemTime> =
             contents.tags.iter().map(|(tag, object)| (tag.clone(), object.modified)).collect();
-        let removed_tags = retention.tags_to_remove(&pushed, now);
+        // Retention decides, above the grace: a tag pushed within it stays.
+        let mut removed_tags = retention.tags_to_remove(&pushed, now);
+        removed_tags.retain(|tag| pushed.get(tag).is_some_and(|at| !younger(*at, grace, now)));
         // Roots: what kept tags point to; untagged manifests retention keeps; young referrers.
         let mut kept: BTreeSet<Digest> =
             tagged.iter().filter(|(tag, _)| !removed_tags.contains(**tag)).map(|(_, d)| d.clone()).collect();
         let untagged_age = retention.untagged_max_age();
         for (digest, object) in &contents.manifests {
             let referrer = refs.get(digest).is_none_or(|r| r.subject.is_some());
-            let root = if referrer {
-                younger(object.modified, grace, now)
-            } else {
-                untagged_age.is_none_or(|age| younger(object.modified, age, now))
-            };
+            let root = younger(object.modified, grace, now)
+                || !referrer && untagged_age.is_none_or(|age| younger(object.modified, age, now));
             if root || !refs.contains_key(digest) {
                 kept.insert(digest.clone());
             }
@@ -242,8 +241,11 @@ impl Collector {
             for object in objects {
                 if dry {
                     report.would_remove.push(format!("{name}: {kind} {}", object.key));
+                    if kind == "link" {
+                        self.unlinked.lock().expect("not poisoned").insert(object.key.clone());
+                    }
                 } else {
-                    if started.elapsed() >= SWEEP_BUDGET {
+                    if started.elapsed() >= SWEEP_BUDGET || self.out_of_time() {
                         report.repositories_busy += 1;
                         return Ok(());
                     }

@@ -22,6 +22,8 @@
 //!   a kept manifest references (an index's entry) or that refers to a kept one (a referrer) is
 //!   never removed.
 //!
+//! Above every rule, the collection's grace: a tag or manifest written within it stays.
+//!
 //! A tag's push time is when its object was last written, which listings report: "most recently
 //! pushed" costs no read. The document is validated as a whole when it is loaded.
 

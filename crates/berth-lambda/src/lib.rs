@@ -9,6 +9,10 @@
 //! without it, larger PATCHes are refused with a message that says to upload in chunks or to set
 //! up an upload host, and chunked PATCHes below the limit are merged into ≥ 5 MiB parts across
 //! invocations. Responses stay small: blob GETs are redirects to presigned S3 URLs.
+//!
+//! The same binary is also the garbage collector's function ([`collector`]).
+
+pub mod collector;
 
 use berth_app::{Settings, StorageKind};
 use berth_core::Registry;

@@ -2,13 +2,23 @@
 //!
 //! The function takes the settings of `berth serve` from its environment (`BERTH_*`, which
 //! the SAM template sets; the region and credentials are Lambda's), builds the registry once,
-//! before the first invocation, and answers every invocation with it.
+//! before the first invocation, and answers every invocation with it. Configured with
+//! `Handler: gc`, it is the garbage collector instead, run by a schedule.
 
+use berth_lambda::collector;
+use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let settings = berth_lambda::settings()?;
+    if collector::is_collector() {
+        let settings = &settings;
+        return lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+            collector::tick(settings, &event.context).await
+        }))
+        .await;
+    }
     let registry = berth_app::build(&settings).await?;
     lambda_http::run(service_fn(move |request| {
         let registry = registry.clone();

@@ -208,6 +208,11 @@ async fn retention_keeps_the_last_tags_and_patterns_and_a_dry_run_only_tells() {
     let policy =
         "[[rules]]\nrepositories = [\"app\"]\nkeep_last = 2\nkeep_tags = [\"v*\"]\ndelete_untagged_after = \"0s\"\n";
 
+    // The grace is the floor under retention too: nothing pushed within it goes.
+    let young = collector(&store, Duration::from_secs(3600), policy, false).run().await.unwrap();
+    assert_eq!((young.report().tags.removed, young.report().manifests.removed), (0, 0), "{}", young.report());
+    assert_eq!(h.get("/v2/app/tags/list").await.json()["tags"], json!(["a", "b", "c", "d", "v1"]));
+
     let dry = collector(&store, Duration::ZERO, policy, true).run().await.unwrap();
     let lines = dry.report().would_remove.join("\n");
     assert!(lines.contains("app: tag repos/app/_tags/a") && lines.contains("app: tag repos/app/_tags/b"), "{lines}");
@@ -243,10 +248,13 @@ async fn a_client_that_skipped_a_blob_after_head_gets_manifest_blob_unknown_not_
     assert_eq!(h.get("/v2/skip/manifests/v1").await.status, StatusCode::NOT_FOUND);
 }
 
-/// Storage that stops the first call matching a predicate until the test lets it go.
+/// Storage that stops the first call matching a predicate until the test lets it go, and, as a
+/// collection killed midway, fails every delete after a number of them.
 struct Gated {
     inner: Arc<dyn Storage>,
     gate: Mutex<Option<Gate>>,
+    /// Deletes that still succeed; `None`: all do.
+    deletes_left: Mutex<Option<usize>>,
 }
 
 /// Which call a gate stops: (operation, key) → stop it.
@@ -266,7 +274,7 @@ struct GateHandle {
 
 impl Gated {
     fn new(inner: Arc<dyn Storage>) -> Arc<Self> {
-        Arc::new(Self { inner, gate: Mutex::new(None) })
+        Arc::new(Self { inner, gate: Mutex::new(None), deletes_left: Mutex::new(None) })
     }
 
     /// Stops the next call `op` (S3's operation name; `PutObject/IfMatch` for a conditional
@@ -311,6 +319,12 @@ impl Storage for Gated {
     }
     async fn delete(&self, key: &str) -> berth_storage::Result<()> {
         self.pass("DeleteObject", key).await;
+        if let Some(left) = self.deletes_left.lock().unwrap().as_mut() {
+            if *left == 0 {
+                return Err(StorageError::backend("the collector died"));
+            }
+            *left -= 1;
+        }
         self.inner.delete(key).await
     }
     async fn copy(&self, src: &str, dst: &str, cond: Condition) -> berth_storage::Result<ObjectMeta> {
@@ -630,62 +644,6 @@ async fn collections_in_a_loop_beside_eight_pushers_lose_nothing() {
     }
 }
 
-/// Storage whose deletes fail after a number of them, as a collection killed midway.
-struct Dying {
-    inner: Arc<dyn Storage>,
-    deletes_left: Mutex<usize>,
-}
-
-#[async_trait::async_trait]
-impl Storage for Dying {
-    async fn head(&self, key: &str) -> berth_storage::Result<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> berth_storage::Result<GetObject> {
-        self.inner.get(key, range).await
-    }
-    async fn put(&self, key: &str, body: Bytes, cond: Condition) -> berth_storage::Result<ObjectMeta> {
-        self.inner.put(key, body, cond).await
-    }
-    async fn delete(&self, key: &str) -> berth_storage::Result<()> {
-        {
-            let mut left = self.deletes_left.lock().unwrap();
-            if *left == 0 {
-                return Err(StorageError::backend("the collector died"));
-            }
-            *left -= 1;
-        }
-        self.inner.delete(key).await
-    }
-    async fn copy(&self, src: &str, dst: &str, cond: Condition) -> berth_storage::Result<ObjectMeta> {
-        self.inner.copy(src, dst, cond).await
-    }
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> berth_storage::Result<ListPage> {
-        self.inner.list(prefix, start_after, limit).await
-    }
-    async fn create_multipart(&self, key: &str) -> berth_storage::Result<String> {
-        self.inner.create_multipart(key).await
-    }
-    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> berth_storage::Result<String> {
-        self.inner.upload_part(key, upload_id, number, body).await
-    }
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[CompletedPart],
-        cond: Condition,
-    ) -> berth_storage::Result<ObjectMeta> {
-        self.inner.complete_multipart(key, upload_id, parts, cond).await
-    }
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> berth_storage::Result<()> {
-        self.inner.abort_multipart(key, upload_id).await
-    }
-    async fn presign_get(&self, key: &str, ttl: Duration) -> berth_storage::Result<Option<String>> {
-        self.inner.presign_get(key, ttl).await
-    }
-}
-
 #[tokio::test]
 async fn a_collection_that_dies_midway_leaves_everything_consistent_and_the_next_finishes() {
     let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
@@ -708,7 +666,9 @@ async fn a_collection_that_dies_midway_leaves_everything_consistent_and_the_next
     }
     collect(&clean, "").await;
     for deletes in [1, 3, 5, 8, 13] {
-        let dying: Arc<dyn Storage> = Arc::new(Dying { inner: store.clone(), deletes_left: Mutex::new(deletes) });
+        let gated = Gated::new(store.clone());
+        *gated.deletes_left.lock().unwrap() = Some(deletes);
+        let dying: Arc<dyn Storage> = gated;
         let died = collector(&dying, Duration::ZERO, "", false).run().await;
         assert!(died.is_err(), "the collection was meant to die after {deletes} deletes");
         for i in 0..6 {
@@ -751,4 +711,108 @@ async fn one_collector_at_a_time() {
     // And a run is due again only after the interval.
     let due = collector(&store2, Duration::ZERO, "", false).run_if_due(Duration::from_secs(3600)).await.unwrap();
     assert!(due.is_none());
+}
+
+#[tokio::test]
+async fn a_run_with_a_deadline_pauses_and_the_next_continues_where_it_stopped() {
+    let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let h = registry(&store);
+    for i in 0..6u64 {
+        let digest = push_image(&h, &format!("pause/r{i}"), "v1", &[&random_bytes(2000, 600 + i)]).await;
+        assert_eq!(h.delete(&format!("/v2/pause/r{i}/manifests/{digest}")).await.status, StatusCode::ACCEPTED);
+    }
+    // A Lambda invocation's end 31 s away: within 30 s of it, a run starts no new repository.
+    // The sweep of the third repository is held until that point has passed.
+    let gated = Gated::new(store.clone());
+    let gate = gated.stop(|op, key| op == "PutObject" && key == "repos/pause/r2/_gc/sweep");
+    let deadline = Some(std::time::Instant::now() + Duration::from_secs(31));
+    let run = tokio::spawn({
+        let store: Arc<dyn Storage> = gated.clone();
+        async move {
+            let retention = Arc::new(Retention::default());
+            Collector::new(store, Options { grace: Duration::ZERO, retention, dry_run: false, deadline }).run().await
+        }
+    });
+    gate.reached.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    gate.release.send(()).unwrap();
+    let Outcome::Paused(first) = run.await.unwrap().unwrap() else { panic!("the run did not pause") };
+    assert_eq!(first.repositories.examined, 3, "{first}");
+    assert_eq!(keys(&store, "repos/pause/r5/").await.len(), 2, "the links of a repository after the pause went");
+    // The next run continues with the fourth repository and finishes; its report is the run's.
+    let total = collect(&store, "").await;
+    assert_eq!(total.repositories.examined, 6, "{total}");
+    assert_eq!(total.blobs.removed, 7, "six layers and the config they share: {total}");
+    assert_eq!(keys(&store, "repos/").await, Vec::<String>::new());
+    assert_eq!(keys(&store, "blobs/").await, Vec::<String>::new());
+}
+
+/// A run over 50 repositories and 602 blobs: what it removes, and what it costs in storage calls
+/// against the per-object costs the `berth_gc` module doc states (the figures the README quotes).
+#[tokio::test]
+async fn a_run_over_fifty_repositories_and_six_hundred_blobs_costs_what_the_doc_says() {
+    use futures_util::StreamExt;
+    for (backend, store) in super::backends(S3Kind::Moto, "a_run_over_fifty_repositories", "gc-cost").await {
+        let h = Arc::new(registry(&store));
+        let base = Arc::new(random_bytes(3000, 5));
+        // Each repository: tags v0..v3, each an image of the shared base layer, 3 layers of its
+        // own and the config every image shares. r00..r39 lose v0 and v1; r40..r49 lose all.
+        let removed_bytes: u64 = futures_util::stream::iter(0..50u64)
+            .map(|r| {
+                let (h, base) = (h.clone(), base.clone());
+                async move {
+                    let name = format!("cost/r{r:02}");
+                    let mut removed = 0;
+                    for t in 0..4u64 {
+                        let own: Vec<Vec<u8>> = (0..3)
+                            .map(|l| {
+                                random_bytes(1000 + (r * 37 + t * 11 + l) as usize % 500, 10_000 + r * 100 + t * 10 + l)
+                            })
+                            .collect();
+                        let digest = push_image(&h, &name, &format!("v{t}"), &[&base, &own[0], &own[1], &own[2]]).await;
+                        if t < 2 || r >= 40 {
+                            assert_eq!(
+                                h.delete(&format!("/v2/{name}/manifests/{digest}")).await.status,
+                                StatusCode::ACCEPTED
+                            );
+                            removed += own.iter().map(|l| l.len() as u64).sum::<u64>();
+                        }
+                    }
+                    removed
+                }
+            })
+            .buffer_unordered(8)
+            .fold(0, |sum, bytes| async move { sum + bytes })
+            .await;
+        assert_eq!(keys(&store, "blobs/").await.len(), 602, "{backend}");
+
+        let report = collect(&store, "").await;
+        eprintln!("{backend}: a collection over 50 repositories and 602 blobs:\n{report}");
+        assert_eq!((report.blobs.examined, report.blobs.removed), (602, 360), "{backend}: {report}");
+        assert_eq!(report.blobs.removed_bytes, removed_bytes, "{backend}: {report}");
+        assert_eq!(report.links.removed, 40 * 6 + 10 * 14, "{backend}: {report}");
+        assert_eq!((report.repositories.examined, report.repositories.removed), (50, 10), "{backend}: {report}");
+        // The module doc's costs. Repositories: per repository a listing to find it (and one
+        // that finds no more), its sweep marker written and removed, a listing of its objects,
+        // a GET per tag, per removed link a HEAD and a DELETE, and the catalog entry of an
+        // emptied one. Catalog: a listing of the entries, and one per entry. Blobs: a listing of
+        // leftover markers, of the links, of the blobs, of the links again after marking, and
+        // per removed blob 5. Uploads: a listing. The checkpoint: read and written at the start,
+        // written at each of 4 phase ends and on finishing.
+        let links = report.links.removed;
+        let budget = (50 * 4 + 1 + 80 + links * 2 + 10) + (1 + 40) + (1 + 1 + 1 + 1 + 360 * 5) + 1 + (2 + 4 + 1);
+        assert!(
+            report.storage_calls <= budget,
+            "{backend}: {} storage calls, more than {budget}: {report}",
+            report.storage_calls
+        );
+        for r in 0..40 {
+            for t in 2..4 {
+                pulls(&h, &format!("cost/r{r:02}"), &format!("v{t}"))
+                    .await
+                    .unwrap_or_else(|e| panic!("{backend}: {e}"));
+            }
+        }
+        assert_eq!(h.get("/v2/_catalog?n=100").await.json()["repositories"].as_array().unwrap().len(), 40, "{backend}");
+    }
 }

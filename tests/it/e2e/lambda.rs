@@ -47,8 +47,20 @@ impl Lambda {
         Self::start_with(test, &[("BERTH_AUTH", "none".into())])
     }
 
-    /// Starts both, with further environment for the function (which overrides the defaults).
+    /// Starts both, with further environment for the function (which overrides the defaults),
+    /// and waits until the function answers `GET /v2/`.
     pub(crate) fn start_with(test: &str, env: &[(&str, String)]) -> Option<Self> {
+        let lambda = Self::spawn(test, env)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !matches!(get_status(lambda.addr, "/v2/"), Ok(200 | 401)) {
+            assert!(Instant::now() < deadline, "the emulated function did not answer GET /v2/ within 60 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(lambda)
+    }
+
+    /// Starts both, with further environment for the function, not waiting for it to answer.
+    pub(crate) fn spawn(test: &str, env: &[(&str, String)]) -> Option<Self> {
         let cargo_lambda = std::env::var("BERTH_CARGO_LAMBDA").unwrap_or_else(|_| "cargo-lambda".into());
         let bootstrap = workspace_root().join("target/debug/bootstrap");
         assert!(bootstrap.exists(), "{test} runs {}: build it first (scripts/test does)", bootstrap.display());
@@ -103,12 +115,23 @@ impl Lambda {
             .spawn()
             .expect("bootstrap starts");
         lambda.children.push(function);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !matches!(get_status(addr, "/v2/"), Ok(200 | 401)) {
-            assert!(Instant::now() < deadline, "the emulated function did not answer GET /v2/ within 60 s");
-            std::thread::sleep(Duration::from_millis(200));
-        }
         Some(lambda)
+    }
+
+    /// Invokes the function directly (Lambda's Invoke API, as an EventBridge schedule does) with
+    /// `event`; its answer.
+    pub(crate) async fn invoke(&self, event: &serde_json::Value) -> serde_json::Value {
+        let invoke = http().post(self.url("/2015-03-31/functions/_/invocations")).body(event.to_string());
+        let r = invoke.send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "invoke: {body}\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("invoke answered {body}: {e}"))
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
