@@ -1,7 +1,8 @@
 //! The composition root of berth: the one place that knows every setting ([`Settings`]) and
 //! builds the registry from them ([`build`]): storage (filesystem, memory or S3), the token
 //! signing secret (a flag, a file or SSM Parameter Store), the auth policy (a file or an `s3://`
-//! object, read again while the registry runs) and logging; and the garbage collector
+//! object, read again while the registry runs), logging, and the web front around the registry
+//! (the UI, CORS); and the garbage collector
 //! ([`collector`]: grace, retention policy). Both shells, `berth serve` and the Lambda function,
 //! parse [`Settings`], call [`build`], and run what it returns.
 
@@ -20,6 +21,7 @@ use berth_core::Registry;
 use berth_gc::{Collector, Retention};
 use berth_s3::{S3Options, S3Storage};
 use berth_storage::{FsStorage, MemoryStorage, Storage};
+use berth_web::Site;
 
 /// Why berth cannot start; the message says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -35,17 +37,18 @@ pub enum StartError {
     Auth(String),
 }
 
-/// Builds the registry the settings describe: starts logging, opens and checks storage, and
-/// sets up authentication.
-pub async fn build(settings: &Settings) -> Result<Registry, StartError> {
+/// Builds the registry the settings describe, with its web front: starts logging, opens and
+/// checks storage, and sets up authentication.
+pub async fn build(settings: &Settings) -> Result<Site, StartError> {
     logging::init(settings.log_format, &settings.log);
     let region = region(settings).await;
     let (store, s3) = open_storage(settings, &region).await?;
     let registry = Registry::new(store, settings.config());
-    Ok(match auth::setup(settings, s3, &region).await? {
+    let registry = match auth::setup(settings, s3, &region).await? {
         Some(auth) => registry.with_auth(auth),
         None => registry,
-    })
+    };
+    Ok(Site::new(registry, settings.site()))
 }
 
 /// The garbage collector the settings describe (grace, retention policy), over `store` (a

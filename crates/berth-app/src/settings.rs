@@ -39,6 +39,13 @@ pub struct Settings {
     /// How long an upload URL stays usable without credentials after each answer that hands it out.
     #[arg(long, env = "BERTH_UPLOAD_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub upload_ttl: Duration,
+    /// Serve the web UI at `/` (`false`: the registry API only).
+    #[arg(long, env = "BERTH_UI", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ui: bool,
+    /// Origins whose web pages may call the registry API (CORS), comma-separated, e.g.
+    /// `https://ui.example.com`; `*` lets any origin in. None by default: CORS is off.
+    #[arg(long = "cors-origin", env = "BERTH_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Garbage collection removes nothing younger than this (links, blobs, upload sessions,
     /// referrers whose subject is gone): pushes in progress keep what they uploaded.
     #[arg(long = "gc-grace", visible_alias = "grace", env = "BERTH_GC_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
@@ -181,6 +188,17 @@ impl Settings {
             trust_forwarded_for: self.trust_forwarded_for,
             upload_url: self.upload_url.clone(),
             upload_ttl: self.upload_ttl,
+        }
+    }
+}
+
+impl Settings {
+    /// The web front's settings.
+    pub fn site(&self) -> berth_web::SiteConfig {
+        berth_web::SiteConfig {
+            ui: self.ui,
+            cors_origins: self.cors_origins.clone(),
+            public_url: self.auth.public_url.clone(),
         }
     }
 }

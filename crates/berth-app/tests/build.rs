@@ -3,8 +3,8 @@
 //! cannot work stop the start with a message naming what to change.
 
 use berth_app::{Settings, StartError, build};
-use berth_core::Registry;
 use berth_core::http::RequestBody;
+use berth_web::Site;
 use clap::Parser;
 use http::{Request, StatusCode};
 
@@ -18,16 +18,16 @@ fn settings(args: &[&str]) -> Settings {
     Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied())).expect("valid flags").settings
 }
 
-async fn status(registry: &Registry, authorization: Option<&str>) -> StatusCode {
+async fn status(site: &Site, authorization: Option<&str>) -> StatusCode {
     let mut request = Request::builder().uri("/v2/");
     if let Some(value) = authorization {
         request = request.header("authorization", value);
     }
     let body: RequestBody = Box::pin(futures_util::stream::empty());
-    registry.handle(request.body(body).unwrap()).await.status()
+    site.handle(request.body(body).unwrap()).await.status()
 }
 
-fn start_error(result: Result<Registry, StartError>) -> StartError {
+fn start_error(result: Result<Site, StartError>) -> StartError {
     match result {
         Ok(_) => panic!("berth started with settings that cannot work"),
         Err(e) => e,

@@ -7,7 +7,8 @@
 //! - logins: failed-login throttling per client address, and a short cache of successful checks;
 //! - [`PolicySource`]: the policy is read again from where it came from while the registry runs;
 //! - upload capabilities: signed rights to continue one upload session, for an upload host that
-//!   clients send no credentials to.
+//!   clients send no credentials to;
+//! - sessions of the web UI: a signed token in a cookie, standing for the user who signed in.
 //!
 //! [`Auth`] ties them together for the engine: [`Auth::authenticate`] turns the credentials of a
 //! request into an [`Access`] (the caller and the policy in force when the request arrived), whose
@@ -21,6 +22,7 @@ pub mod token;
 mod capability;
 mod grant;
 mod login;
+mod session;
 mod source;
 
 pub use self::capability::CapabilityError;

@@ -54,6 +54,8 @@ pub enum TokenUse {
     Access,
     /// Exchanged at the token endpoint for access tokens.
     Refresh,
+    /// A signed-in user of the web UI (its session cookie); lives as long as a refresh token.
+    Session,
 }
 
 /// The claims of a berth token.

@@ -7,8 +7,10 @@
 //! caller is and what the policy grants). It holds no state between requests: everything lives
 //! in storage under the layout of [`keys`], so any instance can continue any upload. No web
 //! framework, AWS, Lambda or configuration code lives here; the shells adapt their types to
-//! [`http`]'s, and the composition root (`berth-app`) fills in [`Config`].
+//! [`http`]'s, and the composition root (`berth-app`) fills in [`Config`]. [`browse`] reads the
+//! registry for the web UI, through the same authorization.
 
+pub mod browse;
 pub mod digest;
 pub mod error;
 pub mod gc;

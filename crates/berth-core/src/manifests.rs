@@ -310,7 +310,7 @@ impl Registry {
         Ok(Reply::new(StatusCode::ACCEPTED))
     }
 
-    async fn tags_pointing_to(&self, name: &Name, digest: &Digest) -> Result<Vec<Tag>> {
+    pub(crate) async fn tags_pointing_to(&self, name: &Name, digest: &Digest) -> Result<Vec<Tag>> {
         let prefix = keys::tags_prefix(name);
         let mut found = Vec::new();
         let mut after: Option<String> = None;

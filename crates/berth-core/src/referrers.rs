@@ -15,22 +15,7 @@ impl Registry {
     /// Lists the referrers of a subject; an unknown subject has none (200, empty index).
     pub(crate) async fn referrers(&self, name: &Name, subject: &str, req: &Req) -> Result<Reply> {
         let subject: Digest = subject.parse()?;
-        let prefix = keys::referrers_prefix(name, &subject);
-        let mut keys = Vec::new();
-        loop {
-            let page = self.store.list(&prefix, keys.last().map(String::as_str), 1000).await?;
-            let more = page.truncated && !page.objects.is_empty();
-            keys.extend(page.objects.into_iter().map(|o| o.key));
-            if !more {
-                break;
-            }
-        }
-        let mut descriptors: Vec<serde_json::Value> = futures_util::stream::iter(keys)
-            .map(|key| self.read_descriptor(key))
-            .buffered(16)
-            .try_filter_map(|d| async move { Ok(d) })
-            .try_collect()
-            .await?;
+        let mut descriptors = self.referrers_of(name, &subject).await?;
         let filter = req.query.get("artifactType");
         if let Some(wanted) = filter {
             descriptors.retain(|d| d.get("artifactType").and_then(|t| t.as_str()) == Some(wanted));
@@ -41,6 +26,27 @@ impl Registry {
             reply = reply.header(headers::OCI_FILTERS_APPLIED, "artifactType");
         }
         Ok(reply.bytes(OCI_INDEX, serde_json::to_vec(&index).unwrap_or_default()))
+    }
+
+    /// The descriptors of the referrers of `subject` in `name`: 1 listing per 1000, and 1 read
+    /// each.
+    pub(crate) async fn referrers_of(&self, name: &Name, subject: &Digest) -> Result<Vec<serde_json::Value>> {
+        let prefix = keys::referrers_prefix(name, subject);
+        let mut keys = Vec::new();
+        loop {
+            let page = self.store.list(&prefix, keys.last().map(String::as_str), 1000).await?;
+            let more = page.truncated && !page.objects.is_empty();
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            if !more {
+                break;
+            }
+        }
+        futures_util::stream::iter(keys)
+            .map(|key| self.read_descriptor(key))
+            .buffered(16)
+            .try_filter_map(|d| async move { Ok(d) })
+            .try_collect()
+            .await
     }
 
     /// A referrer descriptor; `None` if it vanished (deleted meanwhile) or is unreadable.

@@ -15,11 +15,11 @@
 pub mod collector;
 
 use berth_app::{Settings, StorageKind};
-use berth_core::Registry;
 use std::time::Instant;
 
 use berth_core::http::{Body, ClientAddr, RequestBody, User};
 use berth_storage::calls;
+use berth_web::Site;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use lambda_http::http::header::CONTENT_LENGTH;
@@ -43,7 +43,7 @@ pub fn settings() -> Result<Settings, String> {
 
 /// Answers one invocation, and logs it as `berth serve` logs a request (method, path, user,
 /// status, bytes in and out, duration, storage calls).
-pub async fn handle(registry: &Registry, request: Request) -> Response<LambdaBody> {
+pub async fn handle(site: &Site, request: Request) -> Response<LambdaBody> {
     let started = Instant::now();
     let client = source_ip(&request);
     let (mut parts, body) = request.into_parts();
@@ -60,7 +60,7 @@ pub async fn handle(registry: &Registry, request: Request) -> Response<LambdaBod
     };
     let received = bytes.len();
     let body: RequestBody = Box::pin(futures_util::stream::iter([Ok(bytes)]));
-    let (response, calls) = calls::count(registry.handle(http::Request::from_parts(parts, body))).await;
+    let (response, calls) = calls::count(site.handle(http::Request::from_parts(parts, body))).await;
     let (parts, body) = response.into_parts();
     let sent: u64 = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
     tracing::info!(

@@ -19,10 +19,10 @@ async fn main() -> Result<(), Error> {
         }))
         .await;
     }
-    let registry = berth_app::build(&settings).await?;
+    let site = berth_app::build(&settings).await?;
     lambda_http::run(service_fn(move |request| {
-        let registry = registry.clone();
-        async move { Ok::<_, Error>(berth_lambda::handle(&registry, request).await) }
+        let site = site.clone();
+        async move { Ok::<_, Error>(berth_lambda::handle(&site, request).await) }
     }))
     .await
 }

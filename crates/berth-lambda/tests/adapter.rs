@@ -6,15 +6,16 @@ use std::sync::Arc;
 use berth_app::Settings;
 use berth_core::Registry;
 use berth_storage::MemoryStorage;
+use berth_web::Site;
 use lambda_http::{Body, Request};
 
 const DIGEST: &str = "sha256:d65bdff11fa200c8785b61af47b1a04d533435660e2a159ca7325ffbe30fc963";
 const BYTES: &[u8] = b"berth on lambda\x00\xff\x10binary";
 
-fn registry() -> Registry {
+fn registry() -> Site {
     let mut settings = Settings::from_env().expect("the default settings parse");
     settings.max_body = Some(berth_lambda::MAX_BODY);
-    Registry::new(Arc::new(MemoryStorage::new()), settings.config())
+    Site::new(Registry::new(Arc::new(MemoryStorage::new()), settings.config()), settings.site())
 }
 
 fn event(name: &str) -> Request {

@@ -14,17 +14,17 @@ use axum::body::HttpBody;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::serve::ListenerExt;
-use berth_core::Registry;
 use berth_core::http::{Body, BoxError, ClientAddr, User};
 use berth_storage::calls;
+use berth_web::Site;
 use futures_util::{StreamExt, TryStreamExt};
 use http::HeaderValue;
 use http::header::{CONNECTION, CONTENT_LENGTH};
 use tokio::net::TcpListener;
 
-/// The registry as an axum router: every path goes to the engine.
-pub fn app(registry: Registry) -> Router {
-    Router::new().fallback(handle).with_state(registry)
+/// The registry and its web front as an axum router: every path goes to the [`Site`].
+pub fn app(site: Site) -> Router {
+    Router::new().fallback(handle).with_state(site)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
@@ -51,7 +51,7 @@ pub async fn serve(
 }
 
 /// Adapts axum's types to the engine's, and logs the request.
-async fn handle(State(registry): State<Registry>, request: Request) -> Response {
+async fn handle(State(site): State<Site>, request: Request) -> Response {
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
     let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
@@ -74,7 +74,7 @@ async fn handle(State(registry): State<Registry>, request: Request) -> Response 
             end_flag.store(true, Ordering::Relaxed);
             Poll::Ready(None)
         }));
-    let (mut response, calls) = calls::count(registry.handle(Request::from_parts(parts, Box::pin(body)))).await;
+    let (mut response, calls) = calls::count(site.handle(Request::from_parts(parts, Box::pin(body)))).await;
     if !ended.load(Ordering::Relaxed) {
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }

@@ -12,14 +12,18 @@ use axum::extract::ConnectInfo;
 use berth_app::Settings;
 use berth_core::Registry;
 use berth_storage::MemoryStorage;
+use berth_web::Site;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use sha2::{Digest as _, Sha256};
 use tower::ServiceExt;
 
+fn settings() -> Settings {
+    Settings::from_env().expect("the default settings parse")
+}
+
 fn registry() -> Registry {
-    let settings = Settings::from_env().expect("the default settings parse");
-    Registry::new(Arc::new(MemoryStorage::new()), settings.config())
+    Registry::new(Arc::new(MemoryStorage::new()), settings().config())
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -30,7 +34,10 @@ fn sha256(data: &[u8]) -> String {
 async fn send(registry: &Registry, request: Request<Body>) -> (Response<Body>, Bytes) {
     let mut request = request;
     request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40000))));
-    let response = berth_server::app(registry.clone()).oneshot(request).await.expect("the router is infallible");
+    let response = berth_server::app(Site::new(registry.clone(), settings().site()))
+        .oneshot(request)
+        .await
+        .expect("the router is infallible");
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("a readable body");
     (Response::from_parts(parts, Body::empty()), bytes)
@@ -101,9 +108,13 @@ async fn serves_on_a_real_socket_until_shut_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_server::serve(listener, berth_server::app(registry()), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(berth_server::serve(
+        listener,
+        berth_server::app(Site::new(registry(), settings().site())),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let r = client.get(format!("http://{addr}/v2/")).send().await.unwrap();
     assert_eq!(r.status(), 200);

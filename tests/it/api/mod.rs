@@ -1,6 +1,7 @@
-//! In-process tests of every endpoint: requests go straight into the engine
-//! ([`berth_core::Registry::handle`]) over the in-memory or filesystem backend, and assert what
-//! a client sees (status, headers, bytes) and which storage keys were written.
+//! In-process tests of every endpoint: requests go straight into the engine behind its web front
+//! ([`berth_web::Site::handle`], which hands the API to [`berth_core::Registry::handle`]) over the
+//! in-memory or filesystem backend, and assert what a client sees (status, headers, bytes) and
+//! which storage keys were written.
 
 mod auth;
 mod blobs;
@@ -11,6 +12,7 @@ mod listing;
 mod manifests;
 mod races;
 mod referrers;
+mod ui;
 mod upload_host;
 mod uploads;
 
@@ -23,6 +25,7 @@ use berth_core::{Config, Registry};
 use berth_s3::{S3Options, S3Storage};
 use berth_storage::calls::CallCounts;
 use berth_storage::{MemoryStorage, Storage};
+use berth_web::{Site, SiteConfig};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -30,9 +33,9 @@ use serde_json::Value;
 
 use crate::common::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, S3Kind, S3Server, random_bytes, sha256};
 
-/// A registry under test and the storage it writes to.
+/// A registry under test (behind its web front) and the storage it writes to.
 pub(crate) struct Harness {
-    pub(crate) registry: Registry,
+    pub(crate) site: Site,
     pub(crate) store: Arc<dyn Storage>,
     /// Storage calls made by the requests sent so far.
     pub(crate) calls: AtomicU64,
@@ -77,9 +80,14 @@ impl Harness {
         Self::over(Registry::new(store.clone(), config), store)
     }
 
-    /// A harness around a registry built by the test.
+    /// A harness around a registry built by the test, with the UI on and CORS off.
     pub(crate) fn over(registry: Registry, store: Arc<dyn Storage>) -> Self {
-        Self { registry, store, calls: AtomicU64::new(0), last_calls: Mutex::default() }
+        Self::fronted(registry, store, SiteConfig { ui: true, ..SiteConfig::default() })
+    }
+
+    /// A harness around a registry built by the test, behind a web front set up so.
+    pub(crate) fn fronted(registry: Registry, store: Arc<dyn Storage>, site: SiteConfig) -> Self {
+        Self { site: Site::new(registry, site), store, calls: AtomicU64::new(0), last_calls: Mutex::default() }
     }
 
     /// Sends a request whose body arrives in chunks of `chunk` bytes.
@@ -102,7 +110,7 @@ impl Harness {
             tokio::task::yield_now().await;
             c
         }));
-        let (response, calls) = berth_storage::calls::count(self.registry.handle(builder.body(stream).unwrap())).await;
+        let (response, calls) = berth_storage::calls::count(self.site.handle(builder.body(stream).unwrap())).await;
         self.calls.fetch_add(berth_storage::calls::total(&calls), Ordering::Relaxed);
         *self.last_calls.lock().unwrap() = calls;
         let (parts, body) = response.into_parts();
