@@ -1,7 +1,7 @@
 //! The Lambda shell end to end, locally: the `bootstrap` binary polls cargo-lambda's emulator
 //! (`cargo lambda watch --only-lambda-apis`), which turns HTTP requests into API Gateway v2
 //! events, over the S3 server at `BERTH_TEST_S3_ENDPOINT` (s3s-fs from `scripts/s3-servers`).
-//! skopeo pushes and pulls an image whose layers fit Lambda's body limit; a 20 MiB layer goes
+//! skopeo pushes and pulls an image whose layers fit Lambda's body limit, and the web UI shows it; a 20 MiB layer goes
 //! up in 4 MiB chunks and comes back identical; an over-limit PATCH gets the documented error;
 //! with `BERTH_AUTH` naming a policy in the bucket and the signing secret in SSM Parameter Store
 //! (`BERTH_AUTH_SECRET_SSM`, on moto), skopeo pushes and pulls with credentials and anonymous
@@ -172,6 +172,14 @@ async fn lambda_skopeo_push_and_pull_within_the_body_limit() {
     assert_eq!(pulled.reference("v1").digest, image.manifest.digest);
     for layer in &image.layers {
         assert!(pulled.blob(&layer.digest) == src.blob(&layer.digest), "layer {} differs", layer.digest);
+    }
+    // The web UI answers from the same function: the repository, its tag, the image's layers.
+    for (path, expected) in [("/", "lambda/app"), ("/r/lambda/app", "v1"), ("/r/lambda/app/-/v1", "id=\"layers\"")] {
+        let r = http().get(lambda.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8", "{path}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains(expected), "{path} lacks {expected}:\n{page}");
     }
 }
 

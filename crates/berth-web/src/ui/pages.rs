@@ -394,6 +394,7 @@ async fn image(visit: &Visit<'_>, name: &Name, reference: &Reference) -> Answer 
         annotations: manifest.annotations.clone().unwrap_or_default().into_iter().collect(),
         delete_href: visit.viewer.may_delete(name).then(|| format!("{}/delete", image_href(name, &reference_text))),
         tag,
+        digest_short: short(&digest),
         digest,
     };
     Ok(html(StatusCode::OK, &page))

@@ -97,6 +97,7 @@ pub(crate) struct ImagePage {
     /// The tag, when reached by one.
     pub(crate) tag: Option<String>,
     pub(crate) digest: String,
+    pub(crate) digest_short: String,
     pub(crate) media_type: String,
     pub(crate) kind: String,
     pub(crate) pulls: Vec<String>,
