@@ -208,7 +208,8 @@ async fn pages_show_repositories_tags_images_indexes_and_referrers_at_a_bounded_
     let image_calls = h.take_calls();
     assert_eq!(image_calls, 4, "the record, the config, the referrers listing and the referrer");
 
-    let index = text(&h.get("/r/team/multi/-/1.0").await);
+    let index_page = h.get("/r/team/multi/-/1.0").await;
+    let index = text(&index_page);
     assert!(index.contains("OCI index") && index.contains("id=\"platforms\""), "{index}");
     assert!(
         index.contains(">linux/amd64<") && index.contains(">linux/arm64/v8<") && index.contains(">attestation<"),
@@ -227,9 +228,16 @@ async fn pages_show_repositories_tags_images_indexes_and_referrers_at_a_bounded_
     eprintln!(
         "storage calls per page: repositories (3) {home_calls}, repository (3 tags) {repo_calls}, image {image_calls}, index (3 entries) {index_calls}, repository of one index {multi_calls}"
     );
-    for (path, bytes) in
-        [("/", home.body.len()), ("/r/team/app", repo.body.len()), ("/r/team/app/-/v1", image.body.len())]
-    {
+    let confirm = h.get("/r/team/app/-/v1/delete").await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    let weights = [
+        ("/", home.body.len()),
+        ("/r/team/app", repo.body.len()),
+        ("/r/team/app/-/v1", image.body.len()),
+        ("/r/team/multi/-/1.0", index_page.body.len()),
+        ("/r/team/app/-/v1/delete", confirm.body.len()),
+    ];
+    for (path, bytes) in weights {
         eprintln!("page weight {path}: {bytes} bytes of HTML");
     }
 }

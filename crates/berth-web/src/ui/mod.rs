@@ -25,6 +25,7 @@
 //! `Cache-Control: no-store`, except the assets.
 
 mod assets;
+mod links;
 mod manifest;
 mod pages;
 mod views;
@@ -245,7 +246,7 @@ pub(crate) fn session_cookie(token: Option<&str>, https: bool) -> String {
 /// and message (internal causes are logged, not shown).
 fn error_page(visit: &Visit<'_>, error: &RegistryError) -> Response<Body> {
     if error.kind == ErrorKind::Unauthorized && visit.registry.signs_in() && visit.viewer.user().is_none() {
-        return see_other(&pages::login_href(&visit.here), None);
+        return see_other(&links::login_href(&visit.here), None);
     }
     let status = error.kind.status();
     let message = if error.kind == ErrorKind::Internal {

@@ -13,8 +13,8 @@ use berth_core::manifests::Record;
 use berth_core::names::{Name, Reference, Tag};
 use futures_util::future::join_all;
 use http::StatusCode;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
+use super::links::{image_href, local, repo_href, with_query};
 use super::manifest::{self, Config, Manifest};
 use super::views::{
     ConfigView, DeletePage, HistoryRow, ImagePage, LayerRow, LoginPage, PlatformRow, ReferrerRow, RepositoriesPage,
@@ -31,42 +31,8 @@ const TAGS_PER_PAGE: usize = 25;
 /// Largest image config read.
 const MAX_CONFIG: u64 = 4 * 1024 * 1024;
 
-/// Characters escaped in the path segments of links (names, tags and digests need none of them;
-/// this is for safety's sake).
-const PATH: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'<').add(b'>').add(b'?').add(b'`').add(b'%');
-
 fn not_found() -> RegistryError {
     RegistryError::new(ErrorKind::NotFound, "there is no such page")
-}
-
-/// `/r/<name>`.
-fn repo_href(name: &Name) -> String {
-    format!("/r/{}", utf8_percent_encode(name.as_str(), PATH))
-}
-
-/// `/r/<name>/-/<reference>`.
-fn image_href(name: &Name, reference: &str) -> String {
-    format!("{}/-/{}", repo_href(name), utf8_percent_encode(reference, PATH))
-}
-
-/// `path?key=value&…`.
-fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
-        query.append_pair(k, v);
-    }
-    let query = query.finish();
-    if query.is_empty() { path.to_string() } else { format!("{path}?{query}") }
-}
-
-/// The sign-in page, coming back to `here`.
-pub(crate) fn login_href(here: &str) -> String {
-    with_query("/-/login", &[("next", here)])
-}
-
-/// Where a sign-in may send its user back to: a path of this site.
-fn local(next: Option<&str>) -> &str {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\')).unwrap_or("/")
 }
 
 /// What a path under `/r/` names.
@@ -467,17 +433,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_and_links() {
+    fn paths_name_repositories_images_and_deletions() {
         assert!(matches!(target("team/app"), Some(Target::Repository("team/app"))));
         assert!(matches!(target("team/app/"), Some(Target::Repository("team/app"))));
         assert!(matches!(target("team/app/-/v1"), Some(Target::Image("team/app", "v1"))));
         assert!(matches!(target("a/-/sha256:00/delete"), Some(Target::Delete("a", "sha256:00"))));
         assert!(target("a/-/v1/other").is_none());
-        assert_eq!(local(Some("/r/a?sort=name")), "/r/a?sort=name");
-        for bad in ["//evil.example.com", "https://evil.example.com", "/\\evil", ""] {
-            assert_eq!(local(Some(bad)), "/", "{bad}");
-        }
-        assert_eq!(login_href("/r/a?x=1&y=2"), "/-/login?next=%2Fr%2Fa%3Fx%3D1%26y%3D2");
-        assert_eq!(with_query("/", &[("q", ""), ("after", "a/b")]), "/?after=a%2Fb");
     }
 }

@@ -30,7 +30,7 @@ impl Layout {
             user: visit.viewer.user().map(str::to_string),
             signs_in: visit.registry.signs_in(),
             host: visit.host.clone(),
-            login_href: super::pages::login_href(&visit.here),
+            login_href: super::links::login_href(&visit.here),
             css: assets::STYLE.href(),
             js: assets::SCRIPT.href(),
         }
