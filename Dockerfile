@@ -2,8 +2,10 @@
 # non-root user. Build it where images can be pulled:
 #
 #   docker build -t berth .
-#   docker run -d -p 5000:5000 -v berth-data:/data berth
+#   docker run -d -p 127.0.0.1:5000:5000 -e BERTH_AUTH=none -v berth-data:/data berth
 #
+# On 0.0.0.0, berth refuses to start without BERTH_AUTH: a policy file (mount it, e.g.
+# `-v ./berth-auth.toml:/etc/berth/auth.toml:ro -e BERTH_AUTH=/etc/berth/auth.toml`) or `none`.
 # (`docker buildx build --platform linux/arm64 -t …` for AWS Graviton and Fargate arm64.) Every
 # setting is a BERTH_* variable (README "Configuration"): `-e BERTH_STORAGE=s3 -e …`.
 # scripts/image builds the same runtime stage FROM scratch around a binary already built, for

@@ -1,5 +1,6 @@
 //! Authentication from the settings: the policy from a file, an `s3://` object, or nothing
-//! (`--auth none`, or no `--auth` on a local backend, where the registry stays open), read again
+//! (`--auth none`, or no `--auth` on a local backend listening on loopback, where the registry
+//! stays open), read again
 //! every `--auth-reload`; the signing secret from a flag, a file or SSM Parameter Store.
 
 use std::path::{Path, PathBuf};
@@ -16,22 +17,15 @@ pub(crate) async fn setup(
     s3: Option<Arc<S3Storage>>,
     region: &str,
 ) -> Result<Option<Auth>, StartError> {
-    let (args, remote) = (&settings.auth, settings.storage == StorageKind::S3);
+    let args = &settings.auth;
     let source = match args.auth.as_deref() {
         Some("none") => {
             tracing::warn!("authentication is off (--auth none): anyone who reaches berth can push and delete");
             return Ok(None);
         }
         Some(source) => source,
-        None if remote => {
-            return Err(StartError::Settings(
-                "--storage s3 needs --auth <policy file or s3://bucket/key> (or --auth none to run open, which \
-                 lets anyone push and delete)"
-                    .into(),
-            ));
-        }
         None => {
-            tracing::warn!("no --auth given: the registry is open to everyone who reaches its port");
+            tracing::warn!("no --auth given: the registry is open to everyone who reaches its port on this machine");
             return Ok(None);
         }
     };
@@ -56,6 +50,29 @@ pub(crate) async fn setup(
     .map_err(StartError::Auth)?;
     tracing::info!(policy = source, service = %args.auth_service, "authentication on");
     Ok(Some(auth))
+}
+
+/// Refuses, before anything starts, to run open (no `--auth`) where that was hardly meant: over
+/// S3 (and so in Lambda), or listening beyond loopback. `--auth none` says it was.
+pub(crate) fn refuse_open(settings: &Settings) -> Result<(), StartError> {
+    if settings.auth.auth.is_some() {
+        return Ok(());
+    }
+    if settings.storage == StorageKind::S3 {
+        return Err(StartError::Settings(
+            "--storage s3 needs --auth <policy file or s3://bucket/key> (or --auth none to run open, which lets \
+             anyone push and delete)"
+                .into(),
+        ));
+    }
+    if !settings.listen.ip().is_loopback() {
+        return Err(StartError::Settings(format!(
+            "--listen {} is reachable from other machines: give --auth <policy file>, or --auth none to run open \
+             (anyone who reaches the port can push and delete)",
+            settings.listen
+        )));
+    }
+    Ok(())
 }
 
 /// The token signing secret: given, from a file, or from SSM; a random one (tokens die with the
@@ -84,8 +101,23 @@ async fn secret(settings: &Settings, region: &str) -> Result<Vec<u8>, StartError
     Ok(text.trim().as_bytes().to_vec())
 }
 
+/// The secret in `path`; warns when others may read the file.
 fn read_secret(path: &Path) -> Result<String, StartError> {
-    std::fs::read_to_string(path).map_err(|e| StartError::Auth(format!("cannot read {}: {e}", path.display())))
+    let text =
+        std::fs::read_to_string(path).map_err(|e| StartError::Auth(format!("cannot read {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o044 != 0 {
+            tracing::warn!(
+                "the signing secret {} is readable by other users (mode {mode:03o}): whoever reads it can sign \
+                 tokens; chmod 600 it",
+                path.display()
+            );
+        }
+    }
+    Ok(text)
 }
 
 /// Where the policy is read from.

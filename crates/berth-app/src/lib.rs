@@ -11,6 +11,7 @@ mod logging;
 mod settings;
 mod ssm;
 
+pub use self::logging::millis;
 pub use self::settings::{AuthSettings, FALLBACK_REGION, LogFormat, S3Settings, Settings, StorageKind};
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub enum StartError {
 /// checks storage, and sets up authentication.
 pub async fn build(settings: &Settings) -> Result<Site, StartError> {
     logging::init(settings.log_format, &settings.log);
+    auth::refuse_open(settings)?;
     let region = region(settings).await;
     let (store, s3) = open_storage(settings, &region).await?;
     let registry = Registry::new(store, settings.config());

@@ -1,5 +1,7 @@
 //! Logging: one line per event on stderr, as text or JSON, filtered by `--log`.
 
+use std::time::Duration;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::LogFormat;
@@ -15,4 +17,22 @@ pub(crate) fn init(format: LogFormat, filter: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// A duration as the request log writes it: milliseconds, to the microsecond (`0.111`, not
+/// `0.11072499999999999`).
+pub fn millis(elapsed: Duration) -> f64 {
+    elapsed.as_micros() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_logged_to_the_microsecond() {
+        assert_eq!(millis(Duration::from_nanos(110_724_999)).to_string(), "110.724");
+        assert_eq!(millis(Duration::from_nanos(110_725)).to_string(), "0.11");
+        assert_eq!(millis(Duration::from_secs(2)).to_string(), "2000");
+    }
 }

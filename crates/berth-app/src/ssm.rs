@@ -27,7 +27,7 @@ pub(crate) async fn read_parameter(name: &str, region: &str) -> Result<String, S
                 "cannot read SSM parameter {name:?}: {code}: {}",
                 service.and_then(|s| s.message()).unwrap_or_default()
             ),
-            None => format!("cannot read SSM parameter {name:?}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)),
+            None => format!("cannot read SSM parameter {name:?}: {}", berth_s3::unanswered(&e)),
         }
     })?;
     answer

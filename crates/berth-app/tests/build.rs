@@ -63,7 +63,13 @@ async fn settings_that_cannot_work_are_refused_with_the_reason() {
     assert!(matches!(&e, StartError::Auth(m) if m.contains("missing.toml")), "{e}");
 
     let e = start_error(build(&settings(&["--storage", "s3"])).await);
+    assert!(matches!(&e, StartError::Settings(m) if m.contains("--storage s3 needs --auth")), "{e}");
+    let e = start_error(build(&settings(&["--storage", "s3", "--auth", "none"])).await);
     assert!(matches!(&e, StartError::Settings(m) if m.contains("--s3-bucket")), "{e}");
+    let e = start_error(build(&settings(&["--storage", "memory", "--listen", "[::]:5000"])).await);
+    assert!(matches!(&e, StartError::Settings(m) if m.contains("--listen [::]:5000")), "{e}");
+    assert!(build(&settings(&["--storage", "memory", "--listen", "[::1]:5000"])).await.is_ok(), "loopback");
+    assert!(build(&settings(&["--storage", "memory", "--listen", "[::]:5000", "--auth", "none"])).await.is_ok());
 
     let e = start_error(build(&settings(&["--storage", "memory", "--auth", "s3://bucket/auth.toml"])).await);
     assert!(matches!(&e, StartError::Settings(m) if m.contains("--storage s3")), "{e}");

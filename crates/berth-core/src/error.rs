@@ -165,7 +165,9 @@ impl RegistryError {
         }
         let body =
             Body { errors: [Entry { code: self.kind.code(), message: &self.message, detail: self.detail.as_ref() }] };
-        serde_json::to_vec(&body).unwrap_or_default()
+        let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
     }
 }
 

@@ -86,9 +86,12 @@ impl Reply {
         reply
     }
 
-    /// A JSON body.
+    /// A JSON body, ending with a newline as distribution's do (so that `curl` output does not
+    /// run into the shell's next line).
     pub(crate) fn json(self, value: &impl serde::Serialize) -> Self {
-        self.bytes("application/json", serde_json::to_vec(value).unwrap_or_default())
+        let mut body = serde_json::to_vec(value).unwrap_or_default();
+        body.push(b'\n');
+        self.bytes("application/json", body)
     }
 
     /// A streamed body of `len` bytes.

@@ -70,7 +70,7 @@ pub async fn handle(site: &Site, request: Request) -> Response<LambdaBody> {
         status = parts.status.as_u16(),
         bytes_in = received,
         bytes_out = sent,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = berth_app::millis(started.elapsed()),
         storage_calls = calls::total(&calls),
         "request"
     );

@@ -2,6 +2,7 @@
 //! not by exact messages: S3-compatible servers disagree on codes (an unknown key is
 //! `NoSuchKey`, `NotFound` or a bare 404; an expired presign 400 or 403).
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use berth_storage::StorageError;
 
@@ -38,7 +39,22 @@ where
         (Some(404), _) => "no such bucket".to_string(),
         (Some(status), Some(code)) => format!("HTTP {status} {code}"),
         (Some(status), None) => format!("HTTP {status}"),
-        _ => format!("{}", DisplayErrorContext(err)),
+        (None, _) => unanswered(err),
+    }
+}
+
+/// One line saying why an AWS request got no answer (no credentials, a server that cannot be
+/// reached, a timeout), for start-up messages: the cause at the end of the error's chain, not
+/// the SDK's nested debug text.
+pub fn unanswered(err: &(dyn std::error::Error + 'static)) -> String {
+    let chain = || std::iter::successors(Some(err), |e| e.source());
+    let cause = chain().last().map_or_else(String::new, ToString::to_string);
+    match chain().find_map(|e| e.downcast_ref::<CredentialsError>()) {
+        Some(CredentialsError::CredentialsNotLoaded(_)) => "no AWS credentials found: set AWS_ACCESS_KEY_ID and \
+            AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an IAM role"
+            .to_string(),
+        Some(_) => format!("cannot load AWS credentials: {cause}"),
+        None => format!("no answer from the server: {cause}"),
     }
 }
 

@@ -9,6 +9,8 @@
 
 mod errors;
 
+pub use self::errors::unanswered;
+
 use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

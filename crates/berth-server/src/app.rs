@@ -87,7 +87,7 @@ async fn handle(State(site): State<Site>, request: Request) -> Response {
         status = response.status().as_u16(),
         bytes_in = received.load(Ordering::Relaxed),
         bytes_out = sent,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = berth_app::millis(started.elapsed()),
         storage_calls = calls::total(&calls),
         "request"
     );

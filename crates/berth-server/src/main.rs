@@ -40,8 +40,8 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // One line on stderr, whatever the log format: the log may not have started yet.
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("berth: {e}");
             ExitCode::FAILURE
         }

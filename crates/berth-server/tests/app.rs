@@ -57,7 +57,7 @@ async fn answers_and_errors_pass_through_with_their_headers() {
     let (r, body) = send(&registry, request("GET", "/v2/", Body::empty())).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "docker-distribution-api-version"), Some("registry/2.0"));
-    assert_eq!(body.as_ref(), b"{}");
+    assert_eq!(body.as_ref(), b"{}\n");
 
     let (r, body) = send(&registry, request("GET", "/v2/a/manifests/latest", Body::empty())).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);

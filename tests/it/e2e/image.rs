@@ -37,7 +37,16 @@ async fn the_container_image_serves_a_registry() {
     assert_eq!(config["User"], "65532:65532", "the image runs as root");
     assert_eq!(config["ExposedPorts"]["5000/tcp"], serde_json::json!({}));
 
-    let container = Container(docker_ok(&["run", "--detach", "--publish", "127.0.0.1::5000", &tag]).trim().to_string());
+    // Listening on 0.0.0.0, it refuses to run open unless told to.
+    let refused = run(Command::new("docker").args(["run", "--rm", &tag]), Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("--auth none"), "{}", describe(&refused));
+
+    let container = Container(
+        docker_ok(&["run", "--detach", "--env", "BERTH_AUTH=none", "--publish", "127.0.0.1::5000", &tag])
+            .trim()
+            .to_string(),
+    );
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let health = docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", &container.0]);

@@ -4,10 +4,10 @@
 //! ([`restart`]) and on kept-alive connections ([`latency`]), with authentication ([`auth`]),
 //! over a real S3 server ([`s3`], which `scripts/s3-servers` starts), as a Lambda function
 //! ([`lambda`]) and as a Lambda function with an upload host ([`upload_host`]: docker, containerd,
-//! skopeo, podman), garbage collection beside a live server ([`gc`]), and the web UI in a real
-//! browser ([`browser`]). They need the binary built first (`cargo build -p berth-server`, which
-//! `scripts/test` does); a missing client tool (or S3 server) fails under CI and is a skip
-//! elsewhere (`crate::common`).
+//! skopeo, podman), garbage collection beside a live server ([`gc`]), the web UI in a real
+//! browser ([`browser`]), and the README's walk-through and start-up messages ([`readme`]). They
+//! need the binary built first (`cargo build -p berth-server`, which `scripts/test` does); a
+//! missing client tool (or S3 server) fails under CI and is a skip elsewhere (`crate::common`).
 
 mod auth;
 mod browser;
@@ -17,6 +17,7 @@ mod image;
 mod lambda;
 mod latency;
 mod layout;
+mod readme;
 mod restart;
 mod s3;
 mod server;
