@@ -12,7 +12,7 @@ mod settings;
 mod ssm;
 
 pub use self::logging::millis;
-pub use self::settings::{AuthSettings, FALLBACK_REGION, LogFormat, S3Settings, Settings, StorageKind};
+pub use self::settings::{AuthSettings, FALLBACK_REGION, LogFormat, MetricsAt, S3Settings, Settings, StorageKind};
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -19,6 +19,17 @@ pub struct Settings {
     /// Address to listen on (`berth serve`; the Lambda function has none).
     #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: SocketAddr,
+    /// Where `berth serve` answers `/metrics` (Prometheus text): `listen` (on `--listen`, beside
+    /// the registry), an address of its own (e.g. `127.0.0.1:9090`), or `off`.
+    #[arg(long, env = "BERTH_METRICS_LISTEN", default_value = "listen", value_parser = parse_metrics_at)]
+    pub metrics_listen: MetricsAt,
+    /// TLS certificate chain (PEM) for `berth serve` to speak HTTPS (and HTTP/2) itself; read
+    /// again when the file changes. Needs --tls-key.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM). Needs --tls-cert.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Storage backend.
     #[arg(long, value_enum, env = "BERTH_STORAGE", default_value = "fs")]
     pub storage: StorageKind,
@@ -203,6 +214,28 @@ impl Settings {
     }
 }
 
+/// Where `/metrics` is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsAt {
+    /// On `--listen`, beside the registry.
+    Listen,
+    /// On a listener of its own.
+    Address(SocketAddr),
+    /// Nowhere.
+    Off,
+}
+
+fn parse_metrics_at(value: &str) -> Result<MetricsAt, String> {
+    match value {
+        "listen" => Ok(MetricsAt::Listen),
+        "off" => Ok(MetricsAt::Off),
+        address => address
+            .parse()
+            .map(MetricsAt::Address)
+            .map_err(|_| format!("{address:?} is neither `listen`, `off` nor an address like 127.0.0.1:9090")),
+    }
+}
+
 fn check_url(url: &str) -> Result<String, String> {
     if url.starts_with("https://") || url.starts_with("http://") {
         Ok(url.trim_end_matches('/').to_string())
@@ -234,6 +267,12 @@ mod tests {
         assert!(parse(&["--part-size-mib", "4"]).is_err());
         assert!(parse(&["--log", "info,[[["]).is_err());
         assert!(parse(&["--auth-secret", "x", "--auth-secret-file", "f"]).is_err());
+        assert!(parse(&["--tls-cert", "cert.pem"]).is_err(), "a certificate without its key");
+        assert_eq!(parse(&[]).unwrap().metrics_listen, MetricsAt::Listen);
+        assert_eq!(parse(&["--metrics-listen", "off"]).unwrap().metrics_listen, MetricsAt::Off);
+        let at = parse(&["--metrics-listen", "127.0.0.1:9090"]).unwrap().metrics_listen;
+        assert_eq!(at, MetricsAt::Address(([127, 0, 0, 1], 9090).into()));
+        assert!(parse(&["--metrics-listen", "everywhere"]).is_err());
     }
 
     /// One row of a README configuration table: flag, environment variable, default.

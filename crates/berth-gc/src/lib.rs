@@ -190,7 +190,7 @@ impl Collector {
         let (outcome, calls) = berth_storage::calls::count(self.run_counted()).await;
         let mut outcome = outcome?;
         let (Outcome::Finished(report) | Outcome::Paused(report)) = &mut outcome;
-        report.storage_calls += berth_storage::calls::total(&calls);
+        report.storage_calls += calls.total();
         report.seconds += started.elapsed().as_secs_f64();
         let report = outcome.report();
         tracing::info!(

@@ -56,7 +56,7 @@ pub struct Report {
 impl Report {
     /// Adds what another invocation of the same run did.
     pub(crate) fn add(&mut self, other: &Report) {
-        for (mine, (_, theirs)) in self.counts_mut().into_iter().zip(other.counts()) {
+        for (mine, (_, theirs)) in self.counts_mut().into_iter().zip(other.by_kind()) {
             mine.examined += theirs.examined;
             mine.removed += theirs.removed;
             mine.removed_bytes += theirs.removed_bytes;
@@ -68,7 +68,8 @@ impl Report {
         self.would_remove.extend(other.would_remove.iter().cloned());
     }
 
-    fn counts(&self) -> [(&'static str, Count); 7] {
+    /// Each kind's count, by name.
+    pub fn by_kind(&self) -> [(&'static str, Count); 7] {
         [
             ("repositories", self.repositories),
             ("tags", self.tags),
@@ -94,14 +95,14 @@ impl Report {
 
     /// Bytes removed, all kinds.
     pub fn removed_bytes(&self) -> u64 {
-        self.counts().iter().map(|(_, c)| c.removed_bytes).sum()
+        self.by_kind().iter().map(|(_, c)| c.removed_bytes).sum()
     }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{:<16} {:>10} {:>10} {:>16}", "kind", "examined", "removed", "bytes removed")?;
-        for (kind, count) in self.counts() {
+        for (kind, count) in self.by_kind() {
             writeln!(f, "{kind:<16} {:>10} {:>10} {:>16}", count.examined, count.removed, count.removed_bytes)?;
         }
         writeln!(

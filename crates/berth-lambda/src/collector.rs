@@ -41,7 +41,12 @@ pub async fn tick(settings: &Settings, context: &Context) -> Result<Value, Strin
         Ok(Some(Outcome::Finished(report))) => ("finished", report),
         Ok(Some(Outcome::Paused(report))) => ("paused", report),
         Err(GcError::Busy(age)) => return Ok(json!({"collection": "running elsewhere", "checkpoint_age_s": age})),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => {
+            println!("{}", berth_metrics::emf::gc(None));
+            return Err(e.to_string());
+        }
     };
+    // The collection's metrics, as an Embedded Metric Format line on stdout (CloudWatch Logs).
+    println!("{}", berth_metrics::emf::gc(Some((&report, state == "paused"))));
     Ok(json!({"collection": state, "report": report}))
 }

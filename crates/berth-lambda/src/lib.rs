@@ -18,6 +18,7 @@ use berth_app::{Settings, StorageKind};
 use std::time::Instant;
 
 use berth_core::http::{Body, ClientAddr, RequestBody, User};
+use berth_metrics::{Observation, emf};
 use berth_storage::calls;
 use berth_web::Site;
 use bytes::Bytes;
@@ -41,8 +42,9 @@ pub fn settings() -> Result<Settings, String> {
     Ok(settings)
 }
 
-/// Answers one invocation, and logs it as `berth serve` logs a request (method, path, user,
-/// status, bytes in and out, duration, storage calls).
+/// Answers one invocation, logs it as `berth serve` logs a request (method, path, user,
+/// status, bytes in and out, duration, storage calls), and prints its metrics as an Embedded
+/// Metric Format line.
 pub async fn handle(site: &Site, request: Request) -> Response<LambdaBody> {
     let started = Instant::now();
     let client = source_ip(&request);
@@ -63,17 +65,28 @@ pub async fn handle(site: &Site, request: Request) -> Response<LambdaBody> {
     let (response, calls) = calls::count(site.handle(http::Request::from_parts(parts, body))).await;
     let (parts, body) = response.into_parts();
     let sent: u64 = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let observation = Observation {
+        method: method.as_str(),
+        path: &path,
+        status: parts.status.as_u16(),
+        elapsed: started.elapsed(),
+        bytes_in: received as u64,
+        bytes_out: sent,
+        storage: &calls,
+    };
     tracing::info!(
         %method,
         path,
         user = parts.extensions.get::<User>().map(|u| u.0.as_str()),
-        status = parts.status.as_u16(),
+        status = observation.status,
         bytes_in = received,
         bytes_out = sent,
-        duration_ms = berth_app::millis(started.elapsed()),
-        storage_calls = calls::total(&calls),
+        duration_ms = berth_app::millis(observation.elapsed),
+        storage_calls = calls.total(),
         "request"
     );
+    // The request's metrics, as an Embedded Metric Format line on stdout (CloudWatch Logs).
+    println!("{}", emf::request(&observation));
     let body = match body {
         Body::Empty => LambdaBody::Empty,
         Body::Full(bytes) => LambdaBody::Binary(bytes.to_vec()),

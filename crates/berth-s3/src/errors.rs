@@ -6,8 +6,8 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use berth_storage::StorageError;
 
-/// Maps an SDK error for `key` to a storage error.
-pub(crate) fn classify<E, R>(key: &str, err: SdkError<E, R>) -> StorageError
+/// Maps an SDK error of `operation` on `key` to a storage error, and records how the call ended.
+pub(crate) fn classify<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> StorageError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -15,7 +15,7 @@ where
 {
     let status = err.status();
     let code = err.as_service_error().and_then(|e| e.code()).unwrap_or_default().to_string();
-    match (status, code.as_str()) {
+    let error = match (status, code.as_str()) {
         (Some(404), _) | (_, "NoSuchKey" | "NoSuchUpload" | "NotFound") => StorageError::NotFound(key.to_string()),
         // 409 ConditionalRequestConflict: another conditional write to the key is in progress.
         (Some(412 | 409), _) | (_, "PreconditionFailed") => StorageError::PreconditionFailed(key.to_string()),
@@ -24,7 +24,9 @@ where
             StorageError::Invalid(format!("{key}: {}", DisplayErrorContext(&err)))
         }
         _ => StorageError::Backend(format!("{key}: {}", DisplayErrorContext(&err)).into()),
-    }
+    };
+    berth_storage::calls::failed(operation, &error);
+    error
 }
 
 /// One line describing an SDK error, for start-up messages.

@@ -169,7 +169,7 @@ impl S3Storage {
                     .copy_source(&source)
                     .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1));
                 async move {
-                    let out = request.send().await.map_err(|e| classify(src, e))?;
+                    let out = request.send().await.map_err(|e| classify("UploadPartCopy", src, e))?;
                     let etag = out.copy_part_result.and_then(|r| r.e_tag).unwrap_or_default();
                     Ok(CompletedPart { number, etag, size: range.end - range.start })
                 }
@@ -218,7 +218,7 @@ impl Storage for S3Storage {
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
         berth_storage::calls::record("HeadObject");
         let out = self.client.head_object().bucket(&self.bucket).key(self.full(key)).send().await;
-        let out = out.map_err(|e| classify(key, e))?;
+        let out = out.map_err(|e| classify("HeadObject", key, e))?;
         Ok(self.meta(key, out.content_length.unwrap_or(0) as u64, out.e_tag, out.last_modified))
     }
 
@@ -231,7 +231,7 @@ impl Storage for S3Storage {
             request = request.range(format!("bytes={}-{}", r.start, r.end - 1));
         }
         berth_storage::calls::record("GetObject");
-        let out = request.send().await.map_err(|e| classify(key, e))?;
+        let out = request.send().await.map_err(|e| classify("GetObject", key, e))?;
         let length = out.content_length.unwrap_or(0) as u64;
         let (range, size) = match out.content_range.as_deref().and_then(parse_content_range) {
             Some((range, total)) => (range, total),
@@ -255,7 +255,7 @@ impl Storage for S3Storage {
             Condition::IfMatch(etag) => request.if_match(etag),
         };
         berth_storage::calls::record("PutObject");
-        let out = request.send().await.map_err(|e| classify(key, e))?;
+        let out = request.send().await.map_err(|e| classify("PutObject", key, e))?;
         Ok(self.meta(key, size, out.e_tag, None))
     }
 
@@ -263,7 +263,7 @@ impl Storage for S3Storage {
         berth_storage::calls::record("DeleteObject");
         match self.client.delete_object().bucket(&self.bucket).key(self.full(key)).send().await {
             Ok(_) => Ok(()),
-            Err(e) => match classify(key, e) {
+            Err(e) => match classify("DeleteObject", key, e) {
                 StorageError::NotFound(_) => Ok(()),
                 other => Err(other),
             },
@@ -285,7 +285,7 @@ impl Storage for S3Storage {
                 .copy_source(self.copy_source(src))
                 .send()
                 .await
-                .map_err(|e| classify(src, e))?;
+                .map_err(|e| classify("CopyObject", src, e))?;
             let result = out.copy_object_result;
             let (etag, modified) = result.map_or((None, None), |r| (r.e_tag, r.last_modified));
             return Ok(self.meta(dst, size, etag, modified));
@@ -306,7 +306,7 @@ impl Storage for S3Storage {
                 (None, None) => request,
             };
             berth_storage::calls::record("ListObjectsV2");
-            let out = request.send().await.map_err(|e| classify(prefix, e))?;
+            let out = request.send().await.map_err(|e| classify("ListObjectsV2", prefix, e))?;
             let truncated = out.is_truncated.unwrap_or(false);
             objects.extend(out.contents.unwrap_or_default().into_iter().filter_map(|o| {
                 let key = o.key?.strip_prefix(&self.prefix)?.to_string();
@@ -322,7 +322,7 @@ impl Storage for S3Storage {
     async fn create_multipart(&self, key: &str) -> Result<String> {
         berth_storage::calls::record("CreateMultipartUpload");
         let out = self.client.create_multipart_upload().bucket(&self.bucket).key(self.full(key)).send().await;
-        out.map_err(|e| classify(key, e))?
+        out.map_err(|e| classify("CreateMultipartUpload", key, e))?
             .upload_id
             .ok_or_else(|| StorageError::backend("CreateMultipartUpload returned no upload id"))
     }
@@ -340,7 +340,7 @@ impl Storage for S3Storage {
             .body(SdkStream::from(body))
             .send()
             .await
-            .map_err(|e| classify(key, e))?;
+            .map_err(|e| classify("UploadPart", key, e))?;
         out.e_tag.ok_or_else(|| StorageError::backend("UploadPart returned no ETag"))
     }
 
@@ -366,7 +366,7 @@ impl Storage for S3Storage {
             Condition::IfMatch(etag) => request.if_match(etag),
         };
         berth_storage::calls::record("CompleteMultipartUpload");
-        let out = request.send().await.map_err(|e| classify(key, e))?;
+        let out = request.send().await.map_err(|e| classify("CompleteMultipartUpload", key, e))?;
         Ok(self.meta(key, parts.iter().map(|p| p.size).sum(), out.e_tag, None))
     }
 
@@ -380,7 +380,7 @@ impl Storage for S3Storage {
             .upload_id(upload_id)
             .send()
             .await;
-        match out.map_err(|e| classify(key, e)) {
+        match out.map_err(|e| classify("AbortMultipartUpload", key, e)) {
             Ok(_) | Err(StorageError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -389,6 +389,8 @@ impl Storage for S3Storage {
     async fn presign_get(&self, key: &str, ttl: Duration) -> Result<Option<String>> {
         let config = PresigningConfig::expires_in(ttl).map_err(StorageError::backend)?;
         let request = self.presigner.get_object().bucket(&self.bucket).key(self.full(key)).presigned(config).await;
-        Ok(Some(request.map_err(|e| classify(key, e))?.uri().to_string()))
+        // Presigning signs locally: no call is made, so none is recorded.
+        let request = request.map_err(|e| StorageError::backend(format!("{key}: cannot presign: {e}")))?;
+        Ok(Some(request.uri().to_string()))
     }
 }

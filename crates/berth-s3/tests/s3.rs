@@ -220,7 +220,8 @@ async fn conditional_copy_of_a_large_object_uses_part_copies() {
     let (src, dst) = ("copy/src", "copy/dst");
     store.put(src, data.clone(), Condition::Overwrite).await.unwrap();
 
-    let (copied, counts) = calls::count(store.copy(src, dst, Condition::CreateOnly)).await;
+    let (copied, tally) = calls::count(store.copy(src, dst, Condition::CreateOnly)).await;
+    let counts = tally.calls;
     let copied = copied.unwrap();
     eprintln!("conditional copy of {} bytes: {counts:?}", data.len());
     assert_eq!(counts.get("UploadPartCopy"), Some(&1), "not a multipart copy: {counts:?}");

@@ -1,6 +1,8 @@
 //! `berth serve` over the engine: an axum/hyper server with one log line per request
-//! (including the storage calls it made), `Connection: close` after a request body the engine
-//! left unread, `TCP_NODELAY` on every connection, and graceful shutdown on SIGINT/SIGTERM.
+//! (including the storage calls it made) and the same figures added to the process's
+//! [`Metrics`], `Connection: close` after a request body the engine left unread,
+//! `TCP_NODELAY` on every connection, plain or TLS ([`crate::tls`]), and graceful shutdown on
+//! SIGINT/SIGTERM.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,19 +14,38 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::HttpBody;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use berth_core::http::{Body, BoxError, ClientAddr, User};
+use berth_metrics::{Metrics, Observation};
 use berth_storage::calls;
 use berth_web::Site;
 use futures_util::{StreamExt, TryStreamExt};
-use http::HeaderValue;
-use http::header::{CONNECTION, CONTENT_LENGTH};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Version};
 use tokio::net::TcpListener;
 
-/// The registry and its web front as an axum router: every path goes to the [`Site`].
-pub fn app(site: Site) -> Router {
-    Router::new().fallback(handle).with_state(site)
+use crate::tls::TlsListener;
+
+/// What every request is answered with: the site, and the metrics it is counted in.
+#[derive(Clone)]
+struct Front {
+    site: Site,
+    metrics: Arc<Metrics>,
+}
+
+/// The registry and its web front as an axum router: every path goes to the [`Site`], and is
+/// counted in `metrics`.
+pub fn app(site: Site, metrics: Arc<Metrics>) -> Router {
+    Router::new().fallback(handle).with_state(Front { site, metrics })
+}
+
+/// `GET /metrics`: `metrics` as Prometheus text (no credentials, like the health probes).
+pub fn metrics_app(metrics: Arc<Metrics>) -> Router {
+    let scrape = |State(metrics): State<Arc<Metrics>>| async move {
+        ([(CONTENT_TYPE, berth_metrics::CONTENT_TYPE)], metrics.encode()).into_response()
+    };
+    Router::new().route("/metrics", axum::routing::get(scrape)).with_state(metrics)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
@@ -50,11 +71,29 @@ pub async fn serve(
     Ok(())
 }
 
+/// As [`serve`], over TLS (the listener sets `TCP_NODELAY` itself).
+pub async fn serve_tls(
+    listener: TlsListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = axum::serve::Listener::local_addr(&listener)?;
+    tracing::info!(%addr, "berth listening (TLS)");
+    // `tap_io` with nothing to do: it gives each request the client's address.
+    axum::serve(listener.tap_io(|_| {}), app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
 /// Adapts axum's types to the engine's, and logs the request.
-async fn handle(State(site): State<Site>, request: Request) -> Response {
+async fn handle(State(Front { site, metrics }): State<Front>, request: Request) -> Response {
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
     let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
+    let in_flight = metrics.in_flight(&path);
+    let http1 = parts.version < Version::HTTP_2;
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
         parts.extensions.insert(ClientAddr(peer.ip()));
     }
@@ -75,22 +114,34 @@ async fn handle(State(site): State<Site>, request: Request) -> Response {
             Poll::Ready(None)
         }));
     let (mut response, calls) = calls::count(site.handle(Request::from_parts(parts, Box::pin(body)))).await;
-    if !ended.load(Ordering::Relaxed) {
+    // HTTP/2 has no `Connection` header: an unread stream is reset on its own.
+    if http1 && !ended.load(Ordering::Relaxed) {
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     let sent: u64 = response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
     let user = response.extensions().get::<User>().map(|u| u.0.as_str());
+    let observation = Observation {
+        method: method.as_str(),
+        path: &path,
+        status: response.status().as_u16(),
+        elapsed: started.elapsed(),
+        bytes_in: received.load(Ordering::Relaxed),
+        bytes_out: sent,
+        storage: &calls,
+    };
     tracing::info!(
         %method,
         path,
         user,
-        status = response.status().as_u16(),
-        bytes_in = received.load(Ordering::Relaxed),
+        status = observation.status,
+        bytes_in = observation.bytes_in,
         bytes_out = sent,
-        duration_ms = berth_app::millis(started.elapsed()),
-        storage_calls = calls::total(&calls),
+        duration_ms = berth_app::millis(observation.elapsed),
+        storage_calls = calls.total(),
         "request"
     );
+    metrics.observe(&observation);
+    drop(in_flight);
     response.map(|body| match body {
         Body::Empty => axum::body::Body::empty(),
         Body::Full(bytes) => axum::body::Body::from(bytes),

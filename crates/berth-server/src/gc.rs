@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use berth_app::Settings;
 use berth_gc::{GcError, Outcome};
+use berth_metrics::Metrics;
 use berth_storage::Storage;
 
 /// Arguments of `berth gc`.
@@ -38,15 +39,22 @@ fn kind(outcome: &Outcome) -> &'static str {
 /// How often the background task looks whether a collection is due.
 const TICK: Duration = Duration::from_secs(900);
 
-/// Collects garbage in `store` every `every`, for as long as the server runs.
-pub fn spawn_periodic(settings: &Settings, store: Arc<dyn Storage>, every: Duration) {
+/// Collects garbage in `store` every `every`, for as long as the server runs, adding each
+/// collection to `metrics`.
+pub fn spawn_periodic(settings: &Settings, store: Arc<dyn Storage>, every: Duration, metrics: Arc<Metrics>) {
     let settings = settings.clone();
     tokio::spawn(async move {
         loop {
             match berth_app::collector(&settings, Some(store.clone()), false, None).await {
                 Ok(collector) => match collector.run_if_due(every).await {
-                    Ok(_) | Err(GcError::Busy(_)) => {}
-                    Err(e) => tracing::error!(error = %e, "garbage collection failed; it is tried again later"),
+                    Ok(Some(outcome)) => {
+                        metrics.observe_gc(Some((outcome.report(), matches!(outcome, Outcome::Paused(_)))));
+                    }
+                    Ok(None) | Err(GcError::Busy(_)) => {}
+                    Err(e) => {
+                        metrics.observe_gc(None);
+                        tracing::error!(error = %e, "garbage collection failed; it is tried again later");
+                    }
                 },
                 Err(e) => tracing::error!(error = %e, "cannot start garbage collection"),
             }

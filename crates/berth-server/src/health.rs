@@ -1,7 +1,7 @@
-//! `berth health`: asks the registry on `--listen` for `GET /v2/` and exits 0 when it answers
-//! 200 or 401 (authentication on), else 1. The container image's health check; it needs no
-//! other program in the image. The settings are `berth serve`'s, so both read the same
-//! `BERTH_LISTEN`.
+//! `berth health`: asks the registry on `--listen` for `GET /livez` and exits 0 when it answers
+//! 200, else 1. The container image's health check; it needs no other program in the image.
+//! The settings are `berth serve`'s, so both read the same `BERTH_LISTEN`. With `--tls-cert` the
+//! server speaks TLS only, and the check is that it accepts connections.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,19 +22,22 @@ pub fn run(settings: &Settings) -> Result<(), String> {
             SocketAddr::V6(a) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port())),
         };
     }
-    let status = version_check(addr).map_err(|e| format!("no answer from {addr}: {e}"))?;
+    if settings.tls_cert.is_some() {
+        return TcpStream::connect_timeout(&addr, TIMEOUT).map(drop).map_err(|e| format!("no answer from {addr}: {e}"));
+    }
+    let status = live(addr).map_err(|e| format!("no answer from {addr}: {e}"))?;
     match status {
-        200 | 401 => Ok(()),
-        other => Err(format!("GET /v2/ on {addr} answered {other}")),
+        200 => Ok(()),
+        other => Err(format!("GET /livez on {addr} answered {other}")),
     }
 }
 
-/// The status of `GET /v2/` on `addr`.
-fn version_check(addr: SocketAddr) -> std::io::Result<u16> {
+/// The status of `GET /livez` on `addr`.
+fn live(addr: SocketAddr) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
-    write!(stream, "GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(stream, "GET /livez HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head)?;
     let line = String::from_utf8_lossy(&head);

@@ -34,7 +34,7 @@ fn sha256(data: &[u8]) -> String {
 async fn send(registry: &Registry, request: Request<Body>) -> (Response<Body>, Bytes) {
     let mut request = request;
     request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40000))));
-    let response = berth_server::app(Site::new(registry.clone(), settings().site()))
+    let response = berth_server::app(Site::new(registry.clone(), settings().site()), Arc::default())
         .oneshot(request)
         .await
         .expect("the router is infallible");
@@ -110,7 +110,7 @@ async fn serves_on_a_real_socket_until_shut_down() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(berth_server::serve(
         listener,
-        berth_server::app(Site::new(registry(), settings().site())),
+        berth_server::app(Site::new(registry(), settings().site()), Arc::default()),
         async {
             let _ = stopped.await;
         },

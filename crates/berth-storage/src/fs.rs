@@ -110,9 +110,15 @@ impl FsStorage {
     }
 
     /// Runs blocking filesystem work off the async runtime.
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&Inner) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn run<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        crate::calls::record(operation);
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || work(&inner)).await.map_err(StorageError::backend)?
+        let result = tokio::task::spawn_blocking(move || work(&inner)).await.map_err(StorageError::backend);
+        crate::calls::ended(operation, result.and_then(|r| r))
     }
 }
 
@@ -476,54 +482,46 @@ fn object_meta(key: &str, meta: &Metadata) -> ObjectMeta {
 #[async_trait::async_trait]
 impl Storage for FsStorage {
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        crate::calls::record("HeadObject");
         let key = key.to_string();
-        self.run(move |fs| fs.head(&key)).await
+        self.run("HeadObject", move |fs| fs.head(&key)).await
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<GetObject> {
-        crate::calls::record("GetObject");
         let key = key.to_string();
-        let (file, meta, range) = self.run(move |fs| fs.open(&key, range)).await?;
+        let (file, meta, range) = self.run("GetObject", move |fs| fs.open(&key, range)).await?;
         let body = tokio::fs::File::from_std(file).take(range.end - range.start);
         let body = ReaderStream::with_capacity(body, CHUNK).map_err(StorageError::backend);
         Ok(GetObject { meta, range, body: Box::pin(body) })
     }
 
     async fn put(&self, key: &str, body: Bytes, cond: Condition) -> Result<ObjectMeta> {
-        crate::calls::record("PutObject");
         let key = key.to_string();
-        self.run(move |fs| fs.put(&key, &body, &cond)).await
+        self.run("PutObject", move |fs| fs.put(&key, &body, &cond)).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        crate::calls::record("DeleteObject");
         let key = key.to_string();
-        self.run(move |fs| fs.delete(&key)).await
+        self.run("DeleteObject", move |fs| fs.delete(&key)).await
     }
 
     async fn copy(&self, src: &str, dst: &str, cond: Condition) -> Result<ObjectMeta> {
-        crate::calls::record("CopyObject");
         let (src, dst) = (src.to_string(), dst.to_string());
-        self.run(move |fs| fs.copy(&src, &dst, &cond)).await
+        self.run("CopyObject", move |fs| fs.copy(&src, &dst, &cond)).await
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
-        crate::calls::record("ListObjectsV2");
         let (prefix, start_after) = (prefix.to_string(), start_after.map(str::to_string));
-        self.run(move |fs| fs.list(&prefix, start_after.as_deref(), limit)).await
+        self.run("ListObjectsV2", move |fs| fs.list(&prefix, start_after.as_deref(), limit)).await
     }
 
     async fn create_multipart(&self, key: &str) -> Result<String> {
-        crate::calls::record("CreateMultipartUpload");
         let key = key.to_string();
-        self.run(move |fs| fs.create_multipart(&key)).await
+        self.run("CreateMultipartUpload", move |fs| fs.create_multipart(&key)).await
     }
 
     async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String> {
-        crate::calls::record("UploadPart");
         let (key, id) = (key.to_string(), upload_id.to_string());
-        self.run(move |fs| fs.upload_part(&key, &id, number, &body)).await
+        self.run("UploadPart", move |fs| fs.upload_part(&key, &id, number, &body)).await
     }
 
     async fn complete_multipart(
@@ -533,15 +531,13 @@ impl Storage for FsStorage {
         parts: &[CompletedPart],
         cond: Condition,
     ) -> Result<ObjectMeta> {
-        crate::calls::record("CompleteMultipartUpload");
         let (key, id, parts) = (key.to_string(), upload_id.to_string(), parts.to_vec());
-        self.run(move |fs| fs.complete_multipart(&key, &id, &parts, &cond)).await
+        self.run("CompleteMultipartUpload", move |fs| fs.complete_multipart(&key, &id, &parts, &cond)).await
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
-        crate::calls::record("AbortMultipartUpload");
         let id = upload_id.to_string();
-        self.run(move |fs| fs.abort_multipart(&id)).await
+        self.run("AbortMultipartUpload", move |fs| fs.abort_multipart(&id)).await
     }
 
     async fn presign_get(&self, _key: &str, _ttl: Duration) -> Result<Option<String>> {

@@ -1,9 +1,11 @@
 //! berth's web front, what both shells (`berth serve`, the Lambda function) answer every request
 //! with: [`Site::handle`] sends the registry API (`/v2/…`, `/token`) to the engine, with CORS
 //! headers for the origins `--cors-origin` lists ([`cors`]), and every other path to the web UI
-//! ([`ui`]), on the same origin, so the UI needs no CORS at all.
+//! ([`ui`]), on the same origin, so the UI needs no CORS at all; and answers the health probes
+//! `/livez` and `/readyz` ([`health`]) without credentials.
 
 pub mod cors;
+pub mod health;
 pub mod ui;
 
 use berth_core::Registry;
@@ -11,6 +13,7 @@ use berth_core::http::{Body, RequestBody};
 use http::{Request, Response};
 
 use self::cors::Cors;
+use self::health::Health;
 use self::ui::Ui;
 
 /// How the web front is set up; the composition root fills it in.
@@ -30,13 +33,14 @@ pub struct Site {
     registry: Registry,
     cors: Cors,
     ui: Option<Ui>,
+    health: Health,
 }
 
 impl Site {
     /// The web front of `registry`.
     pub fn new(registry: Registry, config: SiteConfig) -> Self {
         let ui = config.ui.then(|| Ui::new(config.public_url.clone()));
-        Self { registry, cors: Cors::new(config.cors_origins), ui }
+        Self { registry, cors: Cors::new(config.cors_origins), ui, health: Health::default() }
     }
 
     /// The registry behind it.
@@ -47,6 +51,9 @@ impl Site {
     /// Answers one request.
     pub async fn handle(&self, request: Request<RequestBody>) -> Response<Body> {
         let path = request.uri().path();
+        if health::is_probe(path) {
+            return self.health.answer(&self.registry, request.method(), path).await;
+        }
         if !is_api(path)
             && let Some(ui) = &self.ui
         {

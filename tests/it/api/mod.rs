@@ -111,8 +111,8 @@ impl Harness {
             c
         }));
         let (response, calls) = berth_storage::calls::count(self.site.handle(builder.body(stream).unwrap())).await;
-        self.calls.fetch_add(berth_storage::calls::total(&calls), Ordering::Relaxed);
-        *self.last_calls.lock().unwrap() = calls;
+        self.calls.fetch_add(calls.total(), Ordering::Relaxed);
+        *self.last_calls.lock().unwrap() = calls.calls;
         let (parts, body) = response.into_parts();
         let body = match body {
             Body::Empty => Bytes::new(),

@@ -29,6 +29,8 @@ pub(crate) struct Lambda {
     children: Vec<Child>,
     /// The function's log (its stderr).
     log: PathBuf,
+    /// Its stdout: the Embedded Metric Format lines.
+    metrics: PathBuf,
 }
 
 impl Drop for Lambda {
@@ -91,7 +93,8 @@ impl Lambda {
             .stderr(log(&log_file("cargo-lambda-err")))
             .spawn()
             .expect("cargo-lambda starts");
-        let mut lambda = Lambda { addr, children: vec![emulator], log: log_file("bootstrap-err") };
+        let mut lambda =
+            Lambda { addr, children: vec![emulator], log: log_file("bootstrap-err"), metrics: log_file("bootstrap") };
         // The function's first poll must find the runtime API listening, or it exits.
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(addr).is_err() {
@@ -110,7 +113,7 @@ impl Lambda {
             .env("BERTH_S3_PREFIX", format!("lambda-{}", unique()))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
-            .stdout(log(&log_file("bootstrap")))
+            .stdout(log(&lambda.metrics))
             .stderr(log(&lambda.log))
             .spawn()
             .expect("bootstrap starts");
@@ -181,6 +184,18 @@ async fn lambda_skopeo_push_and_pull_within_the_body_limit() {
         let page = r.text().await.unwrap();
         assert!(page.contains(expected), "{path} lacks {expected}:\n{page}");
     }
+    // Health probes answer from the function too, and each request left its metrics on stdout.
+    for probe in ["/livez", "/readyz"] {
+        assert_eq!(http().get(lambda.url(probe)).send().await.unwrap().status(), StatusCode::OK, "{probe}");
+    }
+    let stdout = std::fs::read_to_string(&lambda.metrics).unwrap();
+    let documents: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let manifest_put = documents.iter().find(|d| d["route"] == "manifest" && d["method"] == "PUT");
+    let manifest_put = manifest_put.unwrap_or_else(|| panic!("no metrics of the manifest PUT on stdout:\n{stdout}"));
+    assert_eq!(manifest_put["_aws"]["CloudWatchMetrics"][0]["Namespace"], "berth", "{manifest_put}");
+    assert_eq!((manifest_put["status"].as_str(), manifest_put["Requests"].as_u64()), (Some("2xx"), Some(1)));
+    assert!(manifest_put["StorageCalls"].as_u64() >= Some(1), "{manifest_put}");
+    assert!(documents.iter().any(|d| d["route"] == "health"), "no metrics of the probes:\n{stdout}");
 }
 
 #[tokio::test]
