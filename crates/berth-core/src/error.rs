@@ -177,8 +177,20 @@ impl From<ErrorKind> for RegistryError {
     }
 }
 
+/// Seconds a client is asked to wait before retrying after storage failed.
+pub const STORAGE_RETRY_AFTER: u32 = 5;
+
 impl From<berth_storage::StorageError> for RegistryError {
+    /// A storage failure (S3 unreachable or refusing, a disk error) is `503 UNAVAILABLE` with
+    /// `Retry-After`: the request changed nothing it cannot redo, and clients retry. Any other
+    /// storage error reaching the client is a bug of the engine: `500 UNKNOWN`. Either way the
+    /// cause is logged, never sent.
     fn from(err: berth_storage::StorageError) -> Self {
+        if matches!(err, berth_storage::StorageError::Backend(_)) {
+            let unavailable = Self::new(ErrorKind::Unavailable, "storage is unavailable; retry")
+                .with_header(http::header::RETRY_AFTER, STORAGE_RETRY_AFTER.to_string());
+            return Self { source: Some(Box::new(err)), ..unavailable };
+        }
         Self { source: Some(Box::new(err)), ..ErrorKind::Internal.into() }
     }
 }
@@ -231,8 +243,13 @@ mod tests {
     fn the_body_is_the_spec_shape_and_hides_internal_causes() {
         let err = RegistryError::from(berth_storage::StorageError::backend("disk on fire"));
         let body: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
-        assert_eq!(body["errors"][0]["code"], "UNKNOWN");
+        assert_eq!((body["errors"][0]["code"].as_str(), err.kind.status().as_u16()), (Some("UNAVAILABLE"), 503));
+        assert_eq!(err.headers, [(http::header::RETRY_AFTER, "5".to_string())]);
         assert!(!body.to_string().contains("fire"), "{body}");
+        let err = RegistryError::from(berth_storage::StorageError::Invalid("part 3 is too small".into()));
+        let body: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNKNOWN");
+        assert!(!body.to_string().contains("part 3"), "{body}");
         let err = RegistryError::new(BlobUnknown, "blob x").with_detail(serde_json::json!({"digest": "x"}));
         let body: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
         assert_eq!(

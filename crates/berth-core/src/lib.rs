@@ -125,8 +125,12 @@ impl Registry {
         let mut response = match result {
             Ok(reply) => reply.finish(head),
             Err(err) => {
-                if err.kind == ErrorKind::Internal {
-                    tracing::error!(error = %err, cause = ?err.source, %path, "internal error");
+                // Once per request that saw it: what the client was told, and the cause (a
+                // storage error names its operation and key).
+                if let Some(cause) = &err.source {
+                    tracing::error!(error = %err, %cause, method = %req.method, %path, "request failed");
+                } else if err.kind == ErrorKind::Internal {
+                    tracing::error!(error = %err, method = %req.method, %path, "internal error");
                 }
                 Reply::from(&err).finish(head)
             }

@@ -21,9 +21,9 @@ where
         (Some(412 | 409), _) | (_, "PreconditionFailed") => StorageError::PreconditionFailed(key.to_string()),
         (Some(416), _) | (_, "InvalidRange") => StorageError::InvalidRange(key.to_string()),
         (_, "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall") => {
-            StorageError::Invalid(format!("{key}: {}", DisplayErrorContext(&err)))
+            StorageError::Invalid(format!("{operation} {key}: {}", DisplayErrorContext(&err)))
         }
-        _ => StorageError::Backend(format!("{key}: {}", DisplayErrorContext(&err)).into()),
+        _ => StorageError::Backend(format!("{operation} {key}: {}", DisplayErrorContext(&err)).into()),
     };
     berth_storage::calls::failed(operation, &error);
     error

@@ -5,10 +5,10 @@
 //! over a real S3 server ([`s3`], which `scripts/s3-servers` starts), as a Lambda function
 //! ([`lambda`]) and as a Lambda function with an upload host ([`upload_host`]: docker, containerd,
 //! skopeo, podman), garbage collection beside a live server ([`gc`]), the web UI in a real
-//! browser ([`browser`]), metrics, health probes and TLS ([`operability`]), and the README's
-//! walk-through and start-up messages ([`readme`]). They need the binary built first (`cargo
-//! build -p berth-server`, which `scripts/test` does); a missing client tool (or S3 server)
-//! fails under CI and is a skip elsewhere (`crate::common`).
+//! browser ([`browser`]), metrics, health probes and TLS ([`operability`]), S3 faults
+//! ([`reliability`]), and the README's walk-through and start-up messages ([`readme`]). They
+//! need the binary built first (`cargo build -p berth-server`, which `scripts/test` does); a
+//! missing client tool (or S3 server) fails under CI and is a skip elsewhere (`crate::common`).
 
 mod auth;
 mod browser;
@@ -20,6 +20,7 @@ mod latency;
 mod layout;
 mod operability;
 mod readme;
+mod reliability;
 mod restart;
 mod s3;
 mod server;
