@@ -2,7 +2,8 @@
 //! forwards every request unchanged (the `Host` header too, so signatures stay valid) and, as
 //! its [`Rule`]s say, answers some with an S3 error instead (`500 InternalError`, `503
 //! SlowDown`, `400 RequestTimeout`), cuts the connection in the middle of the request or the
-//! response body, holds requests back, or stops accepting connections for a while
+//! response body, holds requests back (for a while, or for good), or stops accepting
+//! connections for a while
 //! ([`FaultProxy::down`]). Rules match an S3 operation by name (told from method, query and
 //! headers, as S3 does) or any, and a fraction of the matching requests, chosen by a seeded
 //! counter so that a run can be repeated. Only berth's requests get faults: presigned GETs of
@@ -42,6 +43,9 @@ pub(crate) enum Fault {
     ResetResponse(usize),
     /// Holds the request back this long, then forwards it.
     Delay(Duration),
+    /// Holds the request for good: it never reaches S3 (a process killed meanwhile never knew
+    /// whether it did).
+    Hold,
 }
 
 /// Which requests get a fault.
@@ -49,6 +53,8 @@ pub(crate) enum Fault {
 pub(crate) struct Rule {
     /// The S3 operation (`PutObject`, `CompleteMultipartUpload`, …); `None`: any.
     pub(crate) operation: Option<&'static str>,
+    /// Text the request's path must contain (a key's part, e.g. `/_manifests/`); `None`: any.
+    pub(crate) path: Option<&'static str>,
     /// The fraction of matching requests picked (1.0: every one).
     pub(crate) fraction: f64,
     /// How many more times it may fire; `None`: without end.
@@ -59,12 +65,17 @@ pub(crate) struct Rule {
 impl Rule {
     /// `fault` for `fraction` of every request.
     pub(crate) fn any(fraction: f64, fault: Fault) -> Self {
-        Self { operation: None, fraction, times: None, fault }
+        Self { operation: None, path: None, fraction, times: None, fault }
     }
 
     /// `fault` for the next `times` requests of `operation`.
     pub(crate) fn next(operation: &'static str, times: u64, fault: Fault) -> Self {
-        Self { operation: Some(operation), fraction: 1.0, times: Some(times), fault }
+        Self { operation: Some(operation), path: None, fraction: 1.0, times: Some(times), fault }
+    }
+
+    /// `fault` for the next request of `operation` whose path contains `path`.
+    pub(crate) fn next_on(operation: &'static str, path: &'static str, fault: Fault) -> Self {
+        Self { operation: Some(operation), path: Some(path), fraction: 1.0, times: Some(1), fault }
     }
 }
 
@@ -220,7 +231,7 @@ pub(crate) fn operation<B>(request: &Request<B>) -> &'static str {
 }
 
 /// The fault for this request, if a rule picks it.
-fn pick(shared: &Shared, operation: &'static str) -> Option<Fault> {
+fn pick(shared: &Shared, operation: &'static str, path: &str) -> Option<Fault> {
     let n = shared.counter.fetch_add(1, Ordering::Relaxed);
     // splitmix64 of the seeded counter: a fraction is the same requests in every run.
     let mut z = shared.seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -228,9 +239,12 @@ fn pick(shared: &Shared, operation: &'static str) -> Option<Fault> {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     let roll = (z ^ (z >> 31)) as f64 / u64::MAX as f64;
     let mut rules = shared.rules.lock().unwrap();
-    let rule = rules
-        .iter_mut()
-        .find(|r| r.operation.is_none_or(|op| op == operation) && roll < r.fraction && r.times.is_none_or(|t| t > 0))?;
+    let rule = rules.iter_mut().find(|r| {
+        r.operation.is_none_or(|op| op == operation)
+            && r.path.is_none_or(|part| path.contains(part))
+            && roll < r.fraction
+            && r.times.is_none_or(|t| t > 0)
+    })?;
     if let Some(times) = rule.times.as_mut() {
         *times -= 1;
     }
@@ -245,7 +259,8 @@ async fn handle(
     let operation = operation(&request);
     // Faults are for berth's own requests (signed in the Authorization header); the clients'
     // presigned GETs after a redirect are between them and S3, and pass through.
-    let fault = request.headers().contains_key("authorization").then(|| pick(&shared, operation)).flatten();
+    let path = request.uri().path().to_string();
+    let fault = request.headers().contains_key("authorization").then(|| pick(&shared, operation, &path)).flatten();
     {
         let mut injected = shared.injected.lock().unwrap();
         injected.requests += 1;
@@ -282,6 +297,7 @@ async fn handle(
             let (parts, body) = response.into_parts();
             Ok(Response::from_parts(parts, Cut { inner: body, left: after }.boxed()))
         }
+        Some(Fault::Hold) => std::future::pending().await,
         Some(Fault::Delay(delay)) => {
             tokio::time::sleep(delay).await;
             forward(&shared, &client, request).await

@@ -53,6 +53,12 @@ pub async fn build(settings: &Settings) -> Result<Site, StartError> {
     Ok(Site::new(registry, settings.site()))
 }
 
+/// The storage the settings name, opened and checked (`berth fsck` reads it).
+pub async fn storage(settings: &Settings) -> Result<Arc<dyn Storage>, StartError> {
+    let region = region(settings).await;
+    Ok(open_storage(settings, &region).await?.0)
+}
+
 /// The garbage collector the settings describe (grace, retention policy), over `store` (a
 /// registry's, [`Registry::storage`]) or, without one, over the storage the settings name.
 /// `deadline`: when to stop with a checkpoint (a Lambda invocation's end).

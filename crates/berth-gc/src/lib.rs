@@ -1,6 +1,7 @@
 //! Garbage collection of a live berth registry, over any [`Storage`] (S3, the filesystem,
 //! memory), with no database and no lock service: conditional writes, timestamps from listings,
-//! and a re-check before each delete. A race may fail a push; it never loses data.
+//! and a re-check before each delete. A race may fail a push; it never loses data. [`fsck`]
+//! checks what is stored for consistency, writing nothing.
 //!
 //! # What goes
 //!
@@ -70,6 +71,7 @@
 
 mod blobs;
 mod checkpoint;
+pub mod fsck;
 mod report;
 mod repository;
 pub mod retention;

@@ -1,9 +1,11 @@
 //! The HTTP shell of `berth serve`: [`app`] is the registry and its web front as an axum
 //! [`Router`] (testable in-process), [`metrics_app`] its `/metrics`, [`serve`] runs them on a
-//! listener until a shutdown signal ([`serve_tls`] with [`tls`]); [`gc`], [`user`] and
-//! [`health`] are the `berth gc`, `berth user` and `berth health` subcommands.
+//! listener until a shutdown signal ([`serve_tls`] with [`tls`]); [`gc`], [`fsck`], [`user`]
+//! and [`health`] are the `berth gc`, `berth fsck`, `berth user` and `berth health`
+//! subcommands.
 
 mod app;
+pub mod fsck;
 pub mod gc;
 pub mod health;
 pub mod tls;

@@ -4,25 +4,44 @@
 //! retry completes the same upload once S3 is back; with 10% of S3 requests failing, skopeo
 //! pushes and pulls still come back byte for byte; a connection reset during the upload's last
 //! steps (completing the multipart upload, the copy to the blob's key, the manifest and tag
-//! writes) leaves nothing half-written visible, and the retried push completes.
+//! writes) leaves nothing half-written visible, and the retried push completes; `kill -9` of
+//! berth at each step of a push, then a restart, lets the client's retry complete it. Each test
+//! ends with `berth fsck` over the bucket: clean.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
+use super::fsck::assert_clean;
 use super::layout::{Layout, tar};
 use super::server::Server;
 use crate::common::{S3Kind, S3Server, describe, http, random_bytes, require_tool, run, sha256, unique};
 use crate::faults::{Fault, FaultProxy, Rule};
 
-/// A server over moto through a fresh proxy. (The tests run on a multi-threaded runtime: the
-/// proxy's tasks go on serving while a test blocks on a client process.)
-async fn server_behind_proxy(test: &str, seed: u64) -> Option<(Server, FaultProxy)> {
+/// A server over moto through a fresh proxy, and the `berth fsck` that checks its storage
+/// directly. (The tests run on a multi-threaded runtime: the proxy's tasks go on serving while a
+/// test blocks on a client process.)
+async fn server_behind_proxy(test: &str, seed: u64) -> Option<(Server, FaultProxy, Fsck)> {
     let S3Server { endpoint, bucket } = S3Server::require(S3Kind::Moto, test)?;
     let proxy = FaultProxy::start(&endpoint, seed).await;
-    let server = Server::start_s3(&proxy.endpoint(), &bucket, &format!("reliability/{}", unique()));
-    Some((server, proxy))
+    let prefix = format!("reliability/{}", unique());
+    let server = Server::start_s3(&proxy.endpoint(), &bucket, &prefix);
+    Some((server, proxy, Fsck { endpoint, bucket, prefix }))
+}
+
+/// Where `berth fsck` looks: moto itself, not the proxy.
+struct Fsck {
+    endpoint: String,
+    bucket: String,
+    prefix: String,
+}
+
+impl Fsck {
+    fn assert_clean(&self) {
+        let args = ["--storage", "s3", "--s3-path-style", "--s3-endpoint", &self.endpoint, "--s3-bucket", &self.bucket];
+        assert_clean(&[&args[..], &["--s3-prefix", &self.prefix]].concat());
+    }
 }
 
 /// S3 stops answering between two chunks of an upload: the PATCH is answered `503` with
@@ -31,7 +50,7 @@ async fn server_behind_proxy(test: &str, seed: u64) -> Option<(Server, FaultProx
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_unreachable_mid_push_is_503_with_retry_after_and_the_retry_completes() {
     let test = "s3_unreachable_mid_push_is_503_with_retry_after_and_the_retry_completes";
-    let Some((server, proxy)) = server_behind_proxy(test, 1).await else { return };
+    let Some((server, proxy, fsck)) = server_behind_proxy(test, 1).await else { return };
     let client = http();
     let data = random_bytes(3 << 20, 41);
     let (first, second) = data.split_at(1 << 20);
@@ -71,6 +90,7 @@ async fn s3_unreachable_mid_push_is_503_with_retry_after_and_the_retry_completes
     let blob = client.get(server.url(&format!("/v2/rel/app/blobs/{digest}"))).send().await.unwrap();
     assert_eq!(blob.status(), StatusCode::OK);
     assert!(blob.bytes().await.unwrap() == data, "the blob differs from what was pushed");
+    fsck.assert_clean();
 }
 
 fn skopeo(args: &[&str]) -> std::process::Output {
@@ -119,7 +139,7 @@ async fn pushes_and_pulls_survive_ten_percent_injected_s3_errors() {
     if !require_tool("skopeo", test) {
         return;
     }
-    let Some((server, proxy)) = server_behind_proxy(test, 7).await else { return };
+    let Some((server, proxy, fsck)) = server_behind_proxy(test, 7).await else { return };
     proxy.set(vec![
         Rule::any(0.04, Fault::Error(503, "SlowDown")),
         Rule::any(0.07, Fault::Error(500, "InternalError")),
@@ -138,6 +158,7 @@ async fn pushes_and_pulls_survive_ten_percent_injected_s3_errors() {
     eprintln!("{errors} errors injected in {} S3 requests", injected.requests);
     let server_errors = server.requests().into_iter().filter(|r| r.status >= 500 && r.status != 503).count();
     assert_eq!(server_errors, 0, "5xx other than 503:\n{}", server.log());
+    fsck.assert_clean();
 }
 
 /// A connection reset at each of the push's last steps — the multipart completion, the copy of
@@ -149,7 +170,7 @@ async fn resets_during_the_last_steps_of_a_push_leave_nothing_half_written() {
     if !require_tool("skopeo", test) {
         return;
     }
-    let Some((server, proxy)) = server_behind_proxy(test, 11).await else { return };
+    let Some((server, proxy, fsck)) = server_behind_proxy(test, 11).await else { return };
     let dir = tempfile::tempdir().unwrap();
     for (name, operation, fault) in [
         ("complete-request", "CompleteMultipartUpload", Fault::ResetRequest(0)),
@@ -167,5 +188,77 @@ async fn resets_during_the_last_steps_of_a_push_leave_nothing_half_written() {
     let hit: Vec<&str> = injected.faults.iter().map(|(op, _)| *op).collect();
     for operation in ["CompleteMultipartUpload", "CopyObject", "PutObject"] {
         assert!(hit.contains(&operation), "no fault hit {operation}: {hit:?}");
+    }
+    fsck.assert_clean();
+}
+
+/// Pushes image `name` (layers of its own) from a fresh layout in `dir` with skopeo, as a child
+/// process.
+fn spawn_push(server: &Server, dir: &std::path::Path, name: &str) -> (Layout, std::process::Child) {
+    let src = Layout::create(&dir.join(format!("src-{name}")));
+    let seed = name.bytes().fold(3u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let layers =
+        [tar(&[("a.bin", &random_bytes(1 << 20, seed))]), tar(&[("b.bin", &random_bytes(10 << 20, seed + 1))])];
+    let image = src.image("amd64", &layers);
+    src.tag("v1", &image.manifest);
+    let child = Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--preserve-digests", "--dest-tls-verify=false"])
+        .args([src.name("v1"), format!("docker://{}/crash/{name}:v1", server.host())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("skopeo starts");
+    (src, child)
+}
+
+/// `kill -9` of `berth serve` at each step of a push over S3 — mid-PATCH (an upload part never
+/// reaches S3), between the multipart completion and the copy to the blob's key, between that
+/// copy and the repository's link, mid-manifest-PUT (before the manifest record, and between it
+/// and the tag) — then a restart on the same bucket and the client's retry: the push completes,
+/// the image pulls back whole, and `berth fsck` finds nothing wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_each_step_of_a_push_then_restart_and_retry() {
+    let test = "kill_9_at_each_step_of_a_push_then_restart_and_retry";
+    if !require_tool("skopeo", test) {
+        return;
+    }
+    let Some((server, proxy, fsck)) = server_behind_proxy(test, 13).await else { return };
+    let mut server = Some(server);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, operation, path) in [
+        ("mid-patch", "UploadPart", "/uploads/"),
+        ("complete-copy", "CopyObject", "/blobs/"),
+        ("copy-link", "PutObject", "/_blobs/"),
+        ("manifest", "PutObject", "/_manifests/"),
+        ("manifest-tag", "PutObject", "/_tags/"),
+    ] {
+        proxy.set(vec![Rule::next_on(operation, path, Fault::Hold)]);
+        let running = server.take().unwrap();
+        let (src, mut push) = spawn_push(&running, dir.path(), name);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !proxy.injected().faults.iter().any(|(op, fault)| *op == operation && fault == "Hold") {
+            assert!(Instant::now() < deadline, "{name}: the push never reached {operation} {path}:\n{}", running.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        running.kill();
+        let _ = push.wait();
+        proxy.set(vec![]);
+        let restarted = Server::start_s3(&proxy.endpoint(), &fsck.bucket, &fsck.prefix);
+        let remote = format!("docker://{}/crash/{name}:v1", restarted.host());
+        let out = skopeo(&["copy", "--preserve-digests", "--dest-tls-verify=false", &src.name("v1"), &remote]);
+        assert!(out.status.success(), "{name}: the retried push: {}\n{}", describe(&out), restarted.log());
+        let back = dir.path().join(format!("back-{name}"));
+        let out = skopeo(&[
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &remote,
+            &format!("oci:{}:v1", back.display()),
+        ]);
+        assert!(out.status.success(), "{name}: pull: {}", describe(&out));
+        let (pulled, pushed) = (Layout::open(&back), src.reference("v1"));
+        assert_eq!(pulled.reference("v1").digest, pushed.digest, "{name}");
+        fsck.assert_clean();
+        server = Some(restarted);
     }
 }

@@ -187,6 +187,15 @@ impl Server {
         (status, self.log())
     }
 
+    /// Kills the server at once (SIGKILL: no request in flight finishes), returning its log.
+    pub(crate) fn kill(mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.log()
+    }
+
     fn terminate(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         if let Ok(Some(status)) = child.try_wait() {
