@@ -40,8 +40,10 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         MetricsAt::Listen => router = router.merge(metrics_app(metrics)),
         MetricsAt::Address(addr) => {
             let listener = bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "metrics listening");
+            // Ends with the process; scrapes need no graceful shutdown.
             tokio::spawn(async move {
-                if let Err(e) = serve(listener, metrics_app(metrics), shutdown_signal()).await {
+                if let Err(e) = axum::serve(listener, metrics_app(metrics)).await {
                     tracing::error!(error = %e, "the metrics listener failed");
                 }
             });
