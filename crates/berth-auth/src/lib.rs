@@ -305,3 +305,45 @@ mod tests {
         assert!(matches!(auth.authenticate(Some("Negotiate x"), None).await, Err(Refusal::Malformed(_))));
     }
 }
+
+/// Property tests: no `Authorization` header panics its parser; Basic credentials round-trip.
+#[cfg(test)]
+mod props {
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn any_authorization_header_parses_or_not(value in ".{0,300}") {
+            let _ = Credentials::parse(&value);
+        }
+
+        #[test]
+        fn basic_credentials_round_trip(user in "[^:]{0,40}", password in ".{0,60}", scheme in "Basic|basic|BASIC") {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let parsed = Credentials::parse(&format!("{scheme} {encoded}"));
+            prop_assert_eq!(parsed, Ok(Credentials::Basic { user, password }));
+        }
+
+        #[test]
+        fn bearer_tokens_round_trip(token in "[A-Za-z0-9._~+/=-]{1,300}") {
+            prop_assert_eq!(Credentials::parse(&format!("Bearer {token}")), Ok(Credentials::Bearer(token)));
+        }
+
+        #[test]
+        fn any_scope_parses_or_not(scope in ".{0,200}") {
+            if let Some(parsed) = ResourceActions::parse_scope(&scope) {
+                prop_assert!(!parsed.kind.is_empty() && !parsed.name.is_empty());
+            }
+        }
+
+        #[test]
+        fn any_policy_text_parses_or_is_refused(text in ".{0,400}") {
+            let _ = Policy::parse(&text);
+        }
+    }
+}

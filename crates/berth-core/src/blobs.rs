@@ -136,3 +136,33 @@ mod tests {
         assert_eq!(resolve(ByteRange::Suffix(30), 10), Some(0..10));
     }
 }
+
+/// Property tests: no `Range` header panics; what resolves lies inside the blob.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn any_range_resolves_inside_the_blob_or_not_at_all(value in ".{0,60}", size in 0u64..1 << 40) {
+            if let Some(range) = parse_range(&value)
+                && let Some(r) = resolve(range, size)
+            {
+                prop_assert!(r.start < r.end && r.end <= size, "{:?} of {} for {:?}", r, size, value);
+            }
+        }
+
+        #[test]
+        fn byte_ranges_round_trip(first in any::<u64>(), last in any::<u64>(), size in 1u64..1 << 40) {
+            prop_assert_eq!(parse_range(&format!("bytes={first}-{last}")), Some(ByteRange::From(first, Some(last))));
+            prop_assert_eq!(parse_range(&format!("bytes={first}-")), Some(ByteRange::From(first, None)));
+            prop_assert_eq!(parse_range(&format!("bytes=-{last}")), Some(ByteRange::Suffix(last)));
+            let r = resolve(ByteRange::From(first % size, None), size).unwrap();
+            prop_assert_eq!(r, first % size..size);
+        }
+    }
+}

@@ -185,3 +185,52 @@ mod tests {
         assert!(Hasher::restore("md5:AAAA").is_none());
     }
 }
+
+/// Property tests: no text panics the digest parser; digests of any bytes print and parse back;
+/// a hasher's saved state restores to one that finishes the same.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn any_text_is_a_digest_or_an_error(s in ".{0,200}") {
+            if let Ok(d) = s.parse::<Digest>() {
+                prop_assert_eq!(d.to_string(), s);
+            }
+        }
+
+        #[test]
+        fn digest_shaped_text_parses_exactly_when_valid(alg in "sha256|sha512|md5|SHA256", hex in "[0-9a-fA-F]{0,130}") {
+            let valid = (alg == "sha256" && hex.len() == 64 || alg == "sha512" && hex.len() == 128)
+                && hex.bytes().all(|b| !b.is_ascii_uppercase());
+            prop_assert_eq!(format!("{alg}:{hex}").parse::<Digest>().is_ok(), valid);
+        }
+
+        #[test]
+        fn digests_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..512), sha512 in any::<bool>()) {
+            let algorithm = if sha512 { Algorithm::Sha512 } else { Algorithm::Sha256 };
+            let d = Digest::of(algorithm, &bytes);
+            prop_assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+        }
+
+        #[test]
+        fn saved_hashers_finish_the_same(a in proptest::collection::vec(any::<u8>(), 0..300), b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut whole = Hasher::new(Algorithm::Sha256);
+            whole.update(&a);
+            let mut restored = Hasher::restore(&whole.save()).unwrap();
+            whole.update(&b);
+            restored.update(&b);
+            prop_assert_eq!(whole.finish(), restored.finish());
+        }
+
+        #[test]
+        fn any_saved_state_restores_or_not(s in ".{0,200}") {
+            let _ = Hasher::restore(&s);
+        }
+    }
+}

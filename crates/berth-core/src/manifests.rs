@@ -388,3 +388,57 @@ async fn read_limited(body: &mut RequestBody, declared: Option<u64>) -> Result<B
     }
     Ok(buf.freeze())
 }
+
+/// Property tests: no bytes, JSON or not, panic the manifest parser or the record decoder;
+/// records round-trip.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// JSON shaped like manifests and indexes, with fields of any type.
+    fn manifest_like() -> impl Strategy<Value = Vec<u8>> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,20}".prop_map(serde_json::Value::from),
+            "sha256:[0-9a-f]{64}".prop_map(serde_json::Value::from),
+        ];
+        let value = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(
+                    "schemaVersion|mediaType|config|layers|manifests|digest|size|subject|artifactType|annotations|platform",
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        });
+        value.prop_map(|v| serde_json::to_vec(&v).unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn any_bytes_are_a_manifest_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..400), typed in any::<bool>()) {
+            let _ = parse(typed.then_some(OCI_MANIFEST), &bytes);
+            let _ = Record::decode(Bytes::from(bytes));
+        }
+
+        #[test]
+        fn manifest_shaped_json_is_a_manifest_or_an_error(bytes in manifest_like(), kind in 0..4usize) {
+            let types = [None, Some(OCI_MANIFEST), Some(OCI_INDEX), Some(DOCKER_MANIFEST)];
+            let _ = parse(types[kind], &bytes);
+        }
+
+        #[test]
+        fn records_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..400), media_type in "[a-z./+-]{1,60}") {
+            let record = Record { digest: Digest::of(crate::digest::Algorithm::Sha256, &bytes), media_type, bytes: Bytes::from(bytes) };
+            let back = Record::decode(record.encode()).unwrap();
+            prop_assert_eq!((back.digest, back.media_type, back.bytes), (record.digest, record.media_type, record.bytes));
+        }
+    }
+}

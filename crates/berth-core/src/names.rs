@@ -159,3 +159,48 @@ mod tests {
         }
     }
 }
+
+/// Property tests: no input panics a validator; what validates comes back unchanged.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn any_text_is_a_name_or_name_invalid(s in ".{0,300}") {
+            match Name::parse(&s) {
+                Ok(name) => prop_assert_eq!(name.as_str(), s.as_str()),
+                Err(e) => prop_assert_eq!(e.kind, ErrorKind::NameInvalid),
+            }
+        }
+
+        #[test]
+        fn valid_names_round_trip(s in crate::route::props::NAME) {
+            let name = Name::parse(&s).unwrap();
+            prop_assert_eq!(name.as_str(), s.as_str());
+        }
+
+        #[test]
+        fn tags_are_the_spec_grammar(s in ".{0,200}") {
+            let grammar = !s.is_empty()
+                && s.len() <= MAX_TAG_LEN
+                && s.bytes().enumerate().all(|(i, b)| b.is_ascii_alphanumeric() || b == b'_' || (i > 0 && (b == b'.' || b == b'-')));
+            prop_assert_eq!(Tag::parse(&s).is_ok(), grammar, "{:?}", s);
+        }
+
+        #[test]
+        fn valid_tags_round_trip(s in "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}") {
+            let tag = Tag::parse(&s).unwrap();
+            prop_assert_eq!(tag.as_str(), s.as_str());
+        }
+
+        #[test]
+        fn any_text_is_a_reference_or_an_error(s in ".{0,200}") {
+            let _ = Reference::parse(&s);
+        }
+    }
+}

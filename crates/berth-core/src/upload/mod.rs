@@ -279,3 +279,27 @@ mod tests {
         assert_eq!(parse_content_range("-5"), None);
     }
 }
+
+/// Property tests: no `Content-Range` panics; both spellings of a range parse back.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn any_content_range_parses_or_not(value in ".{0,80}") {
+            let _ = parse_content_range(&value);
+        }
+
+        #[test]
+        fn content_ranges_round_trip(start in any::<u64>(), end in any::<u64>(), total in any::<u64>()) {
+            prop_assert_eq!(parse_content_range(&format!("{start}-{end}")), Some((start, end)));
+            prop_assert_eq!(parse_content_range(&format!("bytes {start}-{end}/{total}")), Some((start, end)));
+            prop_assert_eq!(parse_content_range(&format!("bytes {start}-{end}/*")), Some((start, end)));
+        }
+    }
+}
