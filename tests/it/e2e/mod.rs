@@ -5,16 +5,18 @@
 //! `scripts/s3-servers` starts), as a Lambda function ([`lambda`]) and as a Lambda function with
 //! an upload host ([`upload_host`]: docker, containerd, skopeo, podman), garbage collection beside
 //! a live server ([`gc`]), `berth fsck` ([`fsck`]), the web UI in a real browser ([`browser`]),
-//! metrics, health probes and TLS ([`operability`]), S3 faults ([`reliability`]), and the
-//! README's walk-through and start-up messages ([`readme`]). They need the binary built first
-//! (`cargo build -p berth-server`, which `scripts/test` does); a missing client tool (or S3
-//! server) fails under CI and is a skip elsewhere (`crate::common`).
+//! metrics, health probes and TLS ([`operability`]), S3 faults ([`reliability`]), hostile input
+//! over a raw socket ([`hostile`]), and the README's walk-through and start-up messages
+//! ([`readme`]). They need the binary built first (`cargo build -p berth-server`, which
+//! `scripts/test` does); a missing client tool (or S3 server) fails under CI and is a skip
+//! elsewhere (`crate::common`).
 
 mod auth;
 mod browser;
 mod docker;
 mod fsck;
 mod gc;
+mod hostile;
 mod image;
 mod lambda;
 mod latency;
