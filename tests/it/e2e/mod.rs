@@ -4,7 +4,8 @@
 //! ([`latency`]), with authentication ([`auth`]), over a real S3 server ([`s3`], which
 //! `scripts/s3-servers` starts), as a Lambda function ([`lambda`]) and as a Lambda function with
 //! an upload host ([`upload_host`]: docker, containerd, skopeo, podman), garbage collection beside
-//! a live server ([`gc`]), `berth fsck` ([`fsck`]), the web UI in a real browser ([`browser`]),
+//! a live server ([`gc`]), two instances on one bucket ([`instances`]), `berth fsck` ([`fsck`]),
+//! the web UI in a real browser ([`browser`]),
 //! metrics, health probes and TLS ([`operability`]), S3 faults ([`reliability`]), hostile input
 //! over a raw socket ([`hostile`]), and the README's walk-through and start-up messages
 //! ([`readme`]). They need the binary built first (`cargo build -p berth-server`, which
@@ -18,6 +19,7 @@ mod fsck;
 mod gc;
 mod hostile;
 mod image;
+mod instances;
 mod lambda;
 mod latency;
 mod layout;
