@@ -11,15 +11,24 @@
 //! - an upload session idle longer than `upload_age` (abandoned: `berth gc` removes it), or the
 //!   bytes of one with no session state (orphaned).
 //!
-//! Nothing is written. Objects that change while it runs can show up as findings (a manifest
-//! pushed between two listings); run it on a quiet registry, or run it twice.
+//! [`check`] writes nothing. Objects that change while it runs can show up as findings (a
+//! manifest pushed between two listings); run it on a quiet registry, or run it twice.
+//!
+//! [`repair`] removes what cannot be right, so that clients put it back: a corrupt blob (a
+//! push would otherwise skip it, its `HEAD` saying it is there), links to missing blobs (the
+//! same), unreadable or corrupt manifest records, tags naming missing manifests, abandoned and
+//! orphaned upload state; then checks again, until nothing more is removable (removing a blob
+//! leaves links to it, removing a manifest leaves tags on it). What it cannot mend — a manifest
+//! whose blobs or entries are missing — stays reported: pushing the image again mends it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use berth_core::digest::{Digest, Hasher};
+use berth_core::keys;
 use berth_core::manifests::Record;
+use berth_core::names::{Name, Tag};
 use berth_storage::{ObjectMeta, Storage, StorageError};
 use futures_util::TryStreamExt;
 
@@ -293,4 +302,56 @@ async fn read_record(store: &dyn Storage, key: &str, report: &mut FsckReport) ->
             Ok(None)
         }
     }
+}
+
+/// Repair passes at most: each can only expose removals the previous one caused.
+const REPAIR_PASSES: usize = 4;
+
+/// The keys whose removal repairs `finding`; empty when only a push can mend it.
+async fn removals(store: &dyn Storage, finding: &Finding) -> Result<Vec<String>, StorageError> {
+    let link = |repository: &str, digest: &str| -> Option<String> {
+        Some(keys::blob_link(&Name::parse(repository).ok()?, &digest.parse().ok()?))
+    };
+    Ok(match finding {
+        Finding::BlobCorrupt { key, .. }
+        | Finding::StrayBlobKey { key }
+        | Finding::RecordUnreadable { key, .. }
+        | Finding::ManifestCorrupt { key, .. }
+        | Finding::UploadOrphaned { key } => vec![key.clone()],
+        Finding::LinkToMissingBlob { repository, digest } => link(repository, digest).into_iter().collect(),
+        Finding::TagToMissingManifest { repository, tag, .. } => match (Name::parse(repository), Tag::parse(tag)) {
+            (Ok(name), Ok(tag)) => vec![keys::tag(&name, &tag)],
+            _ => Vec::new(),
+        },
+        Finding::UploadAbandoned { id, .. } => {
+            list_all(store, &format!("uploads/{id}/")).await?.into_iter().map(|o| o.key).collect()
+        }
+        Finding::ManifestMissingBlob { .. } | Finding::ManifestMissingChild { .. } => Vec::new(),
+    })
+}
+
+/// Removes what [`check`] finds removable, pass after pass; the findings removed, and the last
+/// check (what is left).
+pub async fn repair(store: &dyn Storage, options: &FsckOptions) -> Result<(Vec<Finding>, FsckReport), StorageError> {
+    let mut repaired = Vec::new();
+    let mut report = check(store, options).await?;
+    for _ in 0..REPAIR_PASSES {
+        let mut removed_any = false;
+        for finding in &report.findings {
+            let keys = removals(store, finding).await?;
+            if keys.is_empty() {
+                continue;
+            }
+            for key in keys {
+                store.delete(&key).await?;
+            }
+            repaired.push(finding.clone());
+            removed_any = true;
+        }
+        if !removed_any {
+            break;
+        }
+        report = check(store, options).await?;
+    }
+    Ok((repaired, report))
 }

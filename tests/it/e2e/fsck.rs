@@ -1,6 +1,6 @@
 //! `berth fsck`: clean after real pushes (on the filesystem here; over S3 the reliability tests
-//! end with it), and each kind of damage done to the files underneath reported by name, with a
-//! non-zero exit.
+//! end with it), each kind of damage done to the files underneath reported by name, with a
+//! non-zero exit; `--repair` removes what cannot be right, and a push mends the rest.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -85,4 +85,34 @@ async fn fsck_is_clean_after_pushes_and_names_every_kind_of_damage() {
     // Without hashing, the corrupt blob goes unseen and the rest is still found.
     let out = fsck(&[&storage[..], &["--no-hash"]].concat());
     assert!(String::from_utf8_lossy(&out.stdout).contains(": 5 problems"), "{}", describe(&out));
+
+    // --repair removes the corrupt blob, the links to missing blobs (the corrupt one's too, in a
+    // second pass), the dangling tag and the orphaned bytes; what only a push mends is left.
+    let out = fsck(&[&storage[..], &["--repair"]].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "problems are left: {}", describe(&out));
+    for expected in [
+        format!("repaired: blob blobs/{}: its bytes hash to", b.replace(':', "/")),
+        format!("repaired: repository fsck/app: links blob {c}, which does not exist"),
+        format!("repaired: repository fsck/app: links blob {b}, which does not exist"),
+        format!("repaired: repository fsck/app: tag single names manifest {m}, which it does not have"),
+        "repaired: uploads/0rphan/pending-bytes: upload bytes without a session".to_string(),
+        ": 2 problems".to_string(),
+    ] {
+        assert!(stdout.contains(&expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert!(!root.path().join("uploads/0rphan/pending-bytes").exists());
+
+    // Pushing again uploads what was removed; then all is well.
+    let server = Server::start_on(root.path());
+    let dest = format!("docker://{}/fsck/app:multi", server.host());
+    let out = run(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false"])
+            .args([src.name("multi"), dest]),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "push again: {}", describe(&out));
+    drop(server);
+    assert_clean(&storage);
 }
