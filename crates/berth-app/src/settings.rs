@@ -30,6 +30,13 @@ pub struct Settings {
     /// The TLS certificate's private key (PEM). Needs --tls-cert.
     #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// How long a client has to send a request's head (`berth serve`): a connection that
+    /// trickles it (slowloris) is closed after this.
+    #[arg(long, env = "BERTH_REQUEST_HEAD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_head_timeout: Duration,
+    /// How long a request body may go without a byte before the request fails (`berth serve`).
+    #[arg(long, env = "BERTH_BODY_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub body_idle_timeout: Duration,
     /// Storage backend.
     #[arg(long, value_enum, env = "BERTH_STORAGE", default_value = "fs")]
     pub storage: StorageKind,

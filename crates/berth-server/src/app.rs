@@ -9,13 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::HttpBody;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
+use axum::serve::{Listener, ListenerExt};
 use berth_core::http::{Body, BoxError, ClientAddr, User};
 use berth_metrics::{Metrics, Observation};
 use berth_storage::calls;
@@ -23,21 +23,29 @@ use berth_web::Site;
 use futures_util::{StreamExt, TryStreamExt};
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 
 use crate::tls::TlsListener;
 
-/// What every request is answered with: the site, and the metrics it is counted in.
+/// What every request is answered with: the site, the metrics it is counted in, and how long
+/// its body may stall.
 #[derive(Clone)]
 struct Front {
     site: Site,
     metrics: Arc<Metrics>,
+    body_idle: Duration,
 }
 
 /// The registry and its web front as an axum router: every path goes to the [`Site`], and is
-/// counted in `metrics`.
-pub fn app(site: Site, metrics: Arc<Metrics>) -> Router {
-    Router::new().fallback(handle).with_state(Front { site, metrics })
+/// counted in `metrics`; a request body that sends nothing for `body_idle` fails the request.
+pub fn app(site: Site, metrics: Arc<Metrics>, body_idle: Duration) -> Router {
+    Router::new().fallback(handle).with_state(Front { site, metrics, body_idle })
 }
 
 /// `GET /metrics`: `metrics` as Prometheus text (no credentials, like the health probes).
@@ -49,9 +57,11 @@ pub fn metrics_app(metrics: Arc<Metrics>) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
+/// A client has `head_timeout` to send each request's head.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    head_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
@@ -64,9 +74,7 @@ pub async fn serve(
         }
     });
     tracing::info!(%addr, "berth listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    serve_on(listener, app, head_timeout, shutdown).await;
     tracing::info!("berth stopped");
     Ok(())
 }
@@ -75,20 +83,49 @@ pub async fn serve(
 pub async fn serve_tls(
     listener: TlsListener,
     app: Router,
+    head_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let addr = axum::serve::Listener::local_addr(&listener)?;
+    let addr = Listener::local_addr(&listener)?;
     tracing::info!(%addr, "berth listening (TLS)");
-    // `tap_io` with nothing to do: it gives each request the client's address.
-    axum::serve(listener.tap_io(|_| {}), app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    serve_on(listener, app, head_timeout, shutdown).await;
     tracing::info!("berth stopped");
     Ok(())
 }
 
+/// The accept loop: HTTP/1.1 and HTTP/2 (hyper-util's auto builder, with a timer so that the
+/// head timeout applies), each request carrying the client's address, graceful shutdown.
+async fn serve_on<L>(mut listener: L, app: Router, head_timeout: Duration, shutdown: impl Future<Output = ()>)
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(head_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let service =
+            TowerToHyperService::new(service.map_request(|r: http::Request<Incoming>| r.map(axum::body::Body::new)));
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
 /// Adapts axum's types to the engine's, and logs the request.
-async fn handle(State(Front { site, metrics }): State<Front>, request: Request) -> Response {
+async fn handle(State(Front { site, metrics, body_idle }): State<Front>, request: Request) -> Response {
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
     let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
@@ -103,12 +140,10 @@ async fn handle(State(Front { site, metrics }): State<Front>, request: Request) 
     // leaves the connection unusable for the next request, so the client is told to close it.
     let ended = Arc::new(AtomicBool::new(HttpBody::is_end_stream(&body)));
     let end_flag = ended.clone();
-    let body = body
-        .into_data_stream()
+    let body = idle_limited(body.into_data_stream(), body_idle)
         .inspect_ok(move |chunk| {
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         })
-        .map_err(|e| Box::new(e) as BoxError)
         .chain(futures_util::stream::poll_fn(move |_| {
             end_flag.store(true, Ordering::Relaxed);
             Poll::Ready(None)
@@ -146,6 +181,23 @@ async fn handle(State(Front { site, metrics }): State<Front>, request: Request) 
         Body::Empty => axum::body::Body::empty(),
         Body::Full(bytes) => axum::body::Body::from(bytes),
         Body::Stream(stream) => axum::body::Body::from_stream(stream),
+    })
+}
+
+/// `body`, failing once no chunk arrived for `idle` (a client that stalls an upload holds a
+/// connection and a buffer; it gets an error answer instead of keeping them).
+fn idle_limited(
+    body: axum::body::BodyDataStream,
+    idle: Duration,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, BoxError>> + Send {
+    futures_util::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+            Ok(Some(Err(e))) => Some((Err(Box::new(e) as BoxError), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err(format!("no request body bytes for {}s", idle.as_secs()).into()), None)),
+        }
     })
 }
 

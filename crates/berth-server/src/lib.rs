@@ -35,7 +35,7 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
     if let Some(every) = settings.gc_every {
         gc::spawn_periodic(settings, site.registry().storage(), every, metrics.clone());
     }
-    let mut router = app(site, metrics.clone());
+    let mut router = app(site, metrics.clone(), settings.body_idle_timeout);
     match settings.metrics_listen {
         MetricsAt::Listen => router = router.merge(metrics_app(metrics)),
         MetricsAt::Address(addr) => {
@@ -54,9 +54,9 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
     let served = match certificates {
         Some(certificates) => {
             let listener = TlsListener::new(listener, certificates).map_err(|e| e.to_string())?;
-            serve_tls(listener, router, shutdown_signal()).await
+            serve_tls(listener, router, settings.request_head_timeout, shutdown_signal()).await
         }
-        None => serve(listener, router, shutdown_signal()).await,
+        None => serve(listener, router, settings.request_head_timeout, shutdown_signal()).await,
     };
     served.map_err(|e| format!("server failed: {e}"))
 }

@@ -34,10 +34,11 @@ fn sha256(data: &[u8]) -> String {
 async fn send(registry: &Registry, request: Request<Body>) -> (Response<Body>, Bytes) {
     let mut request = request;
     request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40000))));
-    let response = berth_server::app(Site::new(registry.clone(), settings().site()), Arc::default())
-        .oneshot(request)
-        .await
-        .expect("the router is infallible");
+    let response =
+        berth_server::app(Site::new(registry.clone(), settings().site()), Arc::default(), settings().body_idle_timeout)
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("a readable body");
     (Response::from_parts(parts, Body::empty()), bytes)
@@ -110,7 +111,8 @@ async fn serves_on_a_real_socket_until_shut_down() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(berth_server::serve(
         listener,
-        berth_server::app(Site::new(registry(), settings().site()), Arc::default()),
+        berth_server::app(Site::new(registry(), settings().site()), Arc::default(), settings().body_idle_timeout),
+        settings().request_head_timeout,
         async {
             let _ = stopped.await;
         },

@@ -1,7 +1,9 @@
 //! Hostile input over a real socket, as written (no client library to normalize it): encoded
 //! `/`, `..` and NUL in names and references, oversized and malformed `Authorization`, `Range`,
 //! `Content-Range` and query strings. Every answer is a 4xx, never a 5xx and never a dropped
-//! connection; the registry's own refusals carry the spec's error body.
+//! connection; the registry's own refusals carry the spec's error body. Slow clients: 500
+//! connections that never finish their request head cost little memory and are closed after
+//! `--request-head-timeout`; a body that stalls fails after `--body-idle-timeout`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -88,4 +90,75 @@ fn hostile_requests_get_4xx_answers() {
     assert_eq!(raw(&server, "GET /v2/ HTTP/1.1", b"").0, 200);
     let log = server.log();
     assert!(!log.contains("panicked") && !log.contains("status=5"), "{log}");
+}
+
+/// The head of the answer to a bodiless request.
+fn raw_head(server: &Server, line: &str) -> String {
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    let head = format!("{line}\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", server.host());
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.split("\r\n\r\n").next().unwrap_or_default().to_string()
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_cost_little() {
+    let args = ["--storage", "memory", "--request-head-timeout", "3s", "--body-idle-timeout", "3s"];
+    let server = Server::start_with(&args.map(std::ffi::OsStr::new));
+    let before = rss_kib(server.pid());
+    let mut idle: Vec<TcpStream> = (0..500)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr()).unwrap();
+            s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: slow\r\nX-Slow: ").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let with_idle = rss_kib(server.pid());
+    eprintln!("RSS of berth serve: {before} KiB, with 500 idle connections {with_idle} KiB");
+    assert!(with_idle < 64 * 1024, "{with_idle} KiB with 500 idle connections");
+    assert_eq!(raw(&server, "GET /v2/ HTTP/1.1", b"").0, 200, "others are still served");
+
+    // Past the head timeout, every one of them has been closed by the server.
+    let mut open = 0;
+    for stream in &mut idle {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 512];
+        match stream.read(&mut buf) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(_) => open += 1,
+        }
+    }
+    assert_eq!(open, 0, "connections still open after the head timeout");
+
+    // A body that stalls: the request fails, the connection does not hang.
+    let mut stalled = TcpStream::connect(server.addr()).unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let started = raw_head(&server, "POST /v2/slow/blobs/uploads/ HTTP/1.1");
+    let location = started.lines().find_map(|l| l.strip_prefix("location: ")).expect("a Location").trim().to_string();
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n",
+        server.host()
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    stalled.write_all(&[0u8; 100]).unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = stalled.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(started.elapsed() < Duration::from_secs(12), "the stalled body held on for {:?}", started.elapsed());
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert_eq!(raw(&server, "GET /v2/ HTTP/1.1", b"").0, 200, "the server still serves");
 }

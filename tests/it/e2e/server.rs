@@ -156,6 +156,11 @@ impl Server {
         panic!("GET /v2/ did not answer 200 within {START_TIMEOUT:?} (last: {last}); log:\n{}", self.log());
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
+    }
+
     /// The address it listens on.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
