@@ -168,6 +168,19 @@ impl Browser {
         }
     }
 
+    /// Waits until the page is `expected` (a form's redirect lands after its click returns).
+    async fn wait_path(&self, expected: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.path().await;
+            if now == expected {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the page is {now}, not {expected}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Saves a screenshot as `target/ui-screenshots/<name>.png`.
     async fn screenshot(&self, name: &str) -> PathBuf {
         let dir = workspace_root().join("target/ui-screenshots");
@@ -307,7 +320,7 @@ async fn visit(browser: &Browser, server: &Server, backend: &str, page_port: u16
     assert!(browser.text("main").await.contains("garbage collection"));
     browser.screenshot(&shot("delete")).await;
     browser.click(Locator::Id("delete-tag")).await;
-    assert_eq!(browser.path().await, "/r/team/multi?deleted=tag+old");
+    browser.wait_path("/r/team/multi?deleted=tag+old").await;
     assert!(browser.text(".notice").await.contains("Deleted tag old"));
     assert!(c.find(Locator::Css("a.tag[href$='/-/old']")).await.is_err(), "the tag is still listed");
     let listed = http().get(url("/v2/team/multi/tags/list")).basic_auth("ci", Some("ci-password")).send();
