@@ -46,6 +46,11 @@ pub struct Settings {
     /// Size of the parts uploads are streamed to storage in, in MiB (5 to 5120).
     #[arg(long, env = "BERTH_PART_SIZE_MIB", default_value_t = 8, value_parser = clap::value_parser!(u64).range(5..=5120))]
     pub part_size_mib: u64,
+    /// Memory all uploads together may hold in part buffers on the way to storage, in MiB (at
+    /// least 8): an upload that needs more waits, reading nothing from its client, until parts
+    /// already received are stored, so no number of uploads, fast or stalled, holds more.
+    #[arg(long, env = "BERTH_UPLOAD_MEMORY_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(8..))]
+    pub upload_memory_mib: u64,
     /// How long the presigned URLs of blob redirects stay valid (e.g. 900s, 15m, 1h).
     #[arg(long, env = "BERTH_REDIRECT_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub redirect_ttl: Duration,
@@ -200,6 +205,7 @@ impl Settings {
     pub fn config(&self) -> berth_core::Config {
         berth_core::Config {
             part_size: (self.part_size_mib * 1024 * 1024) as usize,
+            upload_memory: (self.upload_memory_mib * 1024 * 1024) as usize,
             redirect_ttl: self.redirect_ttl,
             max_body: self.max_body,
             public_url: self.auth.public_url.clone(),

@@ -39,6 +39,7 @@ use berth_auth::Auth;
 use berth_storage::Storage;
 
 use crate::access::Access;
+use crate::buffers::Buffers;
 use crate::error::{ErrorKind, RegistryError, Result};
 use crate::http::{Body, ClientAddr, Query, Reply, RequestBody, User};
 use crate::route::Route;
@@ -64,6 +65,8 @@ pub struct Config {
     pub upload_url: Option<String>,
     /// How long an upload URL's capability stays valid after each answer that hands it out.
     pub upload_ttl: Duration,
+    /// Memory all uploads together may hold in buffers on the way to storage (`buffers`).
+    pub upload_memory: usize,
 }
 
 /// The registry: a storage backend, the engine's configuration, and authentication (`None`:
@@ -72,6 +75,7 @@ pub struct Config {
 pub struct Registry {
     store: Store,
     config: Config,
+    buffers: Buffers,
     auth: Option<Arc<Auth>>,
 }
 
@@ -91,7 +95,8 @@ pub(crate) struct Req {
 impl Registry {
     /// A registry over `store`, open to everyone.
     pub fn new(store: Arc<dyn Storage>, config: Config) -> Self {
-        Self { store: Store::new(store), config, auth: None }
+        let buffers = Buffers::new(config.part_size, config.upload_memory);
+        Self { store: Store::new(store), config, buffers, auth: None }
     }
 
     /// The storage the registry keeps everything in (for its garbage collector).

@@ -195,7 +195,11 @@ impl Registry {
         if let Reference::Tag(tag) = &reference {
             tags.push(tag.clone());
         }
-        let bytes = read_limited(body, content_length(&req.headers)?).await?;
+        let declared = content_length(&req.headers)?;
+        // The body is held until the manifest is stored: charged to the upload memory budget.
+        let _reserved =
+            self.buffers.reserve(declared.map_or(MAX_MANIFEST_SIZE, |l| l as usize).min(MAX_MANIFEST_SIZE)).await;
+        let bytes = read_limited(body, declared).await?;
         let content_type = header(&req.headers, &CONTENT_TYPE).map(|v| v.split(';').next().unwrap_or(v).trim());
         let (media_type, parsed) = parse(content_type.filter(|t| !t.is_empty()), &bytes)?;
         let digest = match &reference {

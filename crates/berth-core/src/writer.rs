@@ -3,19 +3,20 @@
 //! A [`PartWriter`] buffers at most one part (plus the chunk being added) and starts an upload
 //! each time the buffer reaches the part size; up to [`IN_FLIGHT`] parts upload concurrently
 //! while the next one is received, so a body of any size costs a fixed amount of memory
-//! (`(IN_FLIGHT + 1) × part size`) and the request is not slowed to one part's round trip.
+//! (`(IN_FLIGHT + 1) × part size`) and the request is not slowed to one part's round trip. Part
+//! buffers come from [`Buffers`], within the registry's upload memory budget.
 //! Every part's ETag is recorded; completion uses exactly those, never a listing, so a part
 //! swapped after it was hashed makes completion fail instead of storing other bytes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use berth_storage::{CompletedPart, Condition, MIN_PART_SIZE, Storage, StorageError};
+use berth_storage::{CompletedPart, Condition, Storage, StorageError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::buffers;
+use crate::buffers::{Buffer, Buffers};
 
 use berth_storage::Result;
 
@@ -48,12 +49,13 @@ pub(crate) const IN_FLIGHT: usize = 2;
 pub(crate) struct PartWriter {
     store: Arc<dyn Storage>,
     key: String,
-    part_size: usize,
+    buffers: Buffers,
     progress: Multipart,
     /// Uploads started and not yet recorded in `progress`, oldest first.
     uploading: VecDeque<JoinHandle<Result<Part>>>,
-    /// Bytes not yet in a part; a pooled part-sized buffer once it outgrows a small one.
-    buf: Vec<u8>,
+    /// Bytes not yet in a part; a part-sized buffer (charged to the budget) once it outgrows a
+    /// small one.
+    buf: Buffer,
 }
 
 impl PartWriter {
@@ -61,31 +63,32 @@ impl PartWriter {
     pub(crate) fn new(
         store: Arc<dyn Storage>,
         key: String,
-        part_size: usize,
+        buffers: Buffers,
         progress: Multipart,
         pending: Bytes,
     ) -> Self {
-        let part_size = part_size.max(MIN_PART_SIZE as usize);
-        let mut buf = Vec::with_capacity(part_size.min(pending.len().max(64 * 1024)));
+        let mut buf = Vec::with_capacity(buffers.part_size().min(pending.len().max(64 * 1024)));
         buf.extend_from_slice(&pending);
-        Self { store, key, part_size, progress, uploading: VecDeque::new(), buf }
+        Self { store, key, buffers, progress, uploading: VecDeque::new(), buf: Buffer::small(buf) }
     }
 
     /// Adds bytes, uploading every full part. Full parts are pooled buffers of exactly the part
-    /// size, handed to storage without a copy and reused once sent.
+    /// size, handed to storage without a copy and reused once sent; taking one waits while the
+    /// registry's upload memory is spent.
     pub(crate) async fn write(&mut self, mut chunk: &[u8]) -> Result<()> {
+        let part_size = self.buffers.part_size();
         while !chunk.is_empty() {
-            let take = (self.part_size - self.buf.len()).min(chunk.len());
+            let take = (part_size - self.buf.len()).min(chunk.len());
             if self.buf.capacity() < self.buf.len() + take {
-                let mut grown = buffers::take(self.part_size);
+                let mut grown = self.buffers.take().await;
                 grown.extend_from_slice(&self.buf);
                 self.buf = grown;
             }
             self.buf.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
-            if self.buf.len() == self.part_size {
-                let part = std::mem::replace(&mut self.buf, buffers::take(self.part_size));
-                self.upload(buffers::freeze(part)).await?;
+            if self.buf.len() == part_size {
+                let part = std::mem::replace(&mut self.buf, Buffer::small(Vec::new()));
+                self.upload(part.freeze()).await?;
             }
         }
         Ok(())
@@ -146,18 +149,18 @@ impl PartWriter {
     /// not yet in a part.
     pub(crate) async fn suspend(mut self) -> Result<(Multipart, Bytes)> {
         self.settle().await?;
-        Ok((self.progress, buffers::freeze(self.buf)))
+        Ok((self.progress, self.buf.freeze()))
     }
 
     /// Stores everything written at `key` under `cond`: one put when no part was sent, else the
     /// buffer as the last part and a completion with the recorded parts.
     pub(crate) async fn finish(mut self, cond: Condition) -> Result<()> {
         let Some(upload_id) = self.progress.upload_id.clone() else {
-            self.store.put(&self.key, buffers::freeze(self.buf), cond).await?;
+            self.store.put(&self.key, self.buf.freeze(), cond).await?;
             return Ok(());
         };
         if !self.buf.is_empty() {
-            let last = buffers::freeze(std::mem::take(&mut self.buf));
+            let last = std::mem::replace(&mut self.buf, Buffer::small(Vec::new())).freeze();
             self.upload(last).await?;
         }
         self.settle().await?;

@@ -3,7 +3,9 @@
 //! `Content-Range` and query strings. Every answer is a 4xx, never a 5xx and never a dropped
 //! connection; the registry's own refusals carry the spec's error body. Slow clients: 500
 //! connections that never finish their request head cost little memory and are closed after
-//! `--request-head-timeout`; a body that stalls fails after `--body-idle-timeout`.
+//! `--request-head-timeout`; a body that stalls fails after `--body-idle-timeout`; heads beyond
+//! 100 fields or 64 KiB are `431`; uploads that stall with part buffers nearly full hold no more
+//! than `--upload-memory-mib` together, and all complete once their clients go on.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -161,4 +163,98 @@ fn slow_clients_are_cut_off_and_cost_little() {
     assert!(started.elapsed() < Duration::from_secs(12), "the stalled body held on for {:?}", started.elapsed());
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
     assert_eq!(raw(&server, "GET /v2/ HTTP/1.1", b"").0, 200, "the server still serves");
+}
+
+/// Heads with too many fields, or too long, are refused with `431`; the server goes on serving.
+#[test]
+fn oversized_heads_are_431() {
+    let server = Server::start();
+    let many: String = (0..150).map(|i| format!("X-Field-{i}: {i}\r\n")).collect();
+    let (status, _) = raw(&server, &format!("GET /v2/ HTTP/1.1\r\n{}", many.trim_end()), b"");
+    assert_eq!(status, 431, "150 header fields");
+    let (status, _) = raw(&server, &format!("GET /v2/ HTTP/1.1\r\nX-Long: {}", "a".repeat(100_000)), b"");
+    assert_eq!(status, 431, "a 100 kB header field");
+    let (status, _) =
+        raw(&server, &format!("GET /v2/ HTTP/1.1\r\n{}", many.lines().take(90).collect::<Vec<_>>().join("\r\n")), b"");
+    assert_eq!(status, 200, "90 header fields are fine");
+}
+
+/// 16 uploads each send 15 MiB of a 16 MiB PATCH (a full 8 MiB part, then 7 MiB of the next)
+/// and stall: without a budget they would hold 112 MiB of part buffers; with
+/// `--upload-memory-mib 24` the server's RSS grows by less than the budget plus slack, while
+/// the uploads beyond it wait with their bytes in the kernel's socket buffers. When the clients
+/// send their last MiB, every upload completes and verifies.
+#[test]
+fn stalled_uploads_hold_at_most_the_upload_memory_budget() {
+    const MIB: usize = 1 << 20;
+    const UPLOADS: usize = 16;
+    let root = tempfile::tempdir().unwrap();
+    let arg = std::ffi::OsStr::new;
+    let server = Server::start_with(&[
+        arg("--storage"),
+        arg("fs"),
+        arg("--root"),
+        root.path().as_os_str(),
+        arg("--upload-memory-mib"),
+        arg("24"),
+    ]);
+    let before = rss_kib(server.pid());
+    let (go_on, wait) = std::sync::mpsc::channel::<()>();
+    let wait = std::sync::Arc::new(std::sync::Mutex::new(wait));
+    let (sent, sent_rx) = std::sync::mpsc::channel::<()>();
+    let clients: Vec<_> = (0..UPLOADS)
+        .map(|i| {
+            let data = crate::common::random_bytes(16 * MIB, 900 + i as u64);
+            let started = raw_head(&server, &format!("POST /v2/budget/n{i}/blobs/uploads/ HTTP/1.1"));
+            let location =
+                started.lines().find_map(|l| l.strip_prefix("location: ")).expect("a Location").trim().to_string();
+            let (addr, host) = (server.addr(), server.host());
+            let (wait, sent) = (wait.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                let head = format!(
+                    "PATCH {location} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    data.len()
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                // Beyond the budget this blocks until the server reads again.
+                stream.write_all(&data[..15 * MIB]).unwrap();
+                let _ = sent.send(());
+                wait.lock().unwrap().recv().unwrap();
+                stream.write_all(&data[15 * MIB..]).unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                let mut answer = Vec::new();
+                let _ = stream.read_to_end(&mut answer);
+                (location, crate::common::sha256(&data), String::from_utf8_lossy(&answer).to_string())
+            })
+        })
+        .collect();
+    drop(sent);
+    // Wait until the server has taken what it will take: its RSS stops growing.
+    let mut peak = before;
+    let mut steady = 0;
+    while steady < 10 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = rss_kib(server.pid());
+        steady = if now > peak { 0 } else { steady + 1 };
+        peak = peak.max(now);
+    }
+    let clients_done = sent_rx.try_iter().count();
+    eprintln!(
+        "RSS of berth serve: {before} KiB, with {UPLOADS} stalled uploads {peak} KiB \
+         ({clients_done} clients got all 15 MiB out; the others wait)"
+    );
+    assert!(peak - before < (24 + 32) * 1024, "stalled uploads grew RSS from {before} KiB to {peak} KiB");
+
+    for _ in 0..UPLOADS {
+        go_on.send(()).unwrap();
+    }
+    for client in clients {
+        let (location, digest, answer) = client.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 202"), "the PATCH: {answer}");
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = raw_head(&server, &format!("PUT {location}{separator}digest={digest} HTTP/1.1"));
+        assert!(put.starts_with("HTTP/1.1 201"), "the PUT: {put}");
+    }
 }

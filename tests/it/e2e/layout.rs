@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::common::{OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, sha256};
+use crate::common::{OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, random_bytes, sha256};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -133,6 +133,21 @@ impl Layout {
         });
         let manifest = self.write_blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
         Image { manifest, config, layers }
+    }
+
+    /// A new layout in `dir` holding `v1`: a linux/amd64 image of one-file layers of `sizes`
+    /// bytes, random from a seed derived from `name`, so that each name's layers are its own
+    /// (a push of shared layers would mount them, not upload them).
+    pub(crate) fn with_own_image(dir: &Path, name: &str, sizes: &[usize]) -> (Self, Image) {
+        let layout = Self::create(dir);
+        let seed = name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let layers: Vec<Vec<u8>> = (0u64..)
+            .zip(sizes)
+            .map(|(i, &size)| tar(&[(&format!("{i}.bin"), &random_bytes(size, seed + i))]))
+            .collect();
+        let image = layout.image("amd64", &layers);
+        layout.tag("v1", &image.manifest);
+        (layout, image)
     }
 
     /// Writes an image index over `images`, each a linux image of the given architecture.

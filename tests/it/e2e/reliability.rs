@@ -2,7 +2,7 @@
 //! between berth and moto. Storage that cannot be reached mid-push is a `503 UNAVAILABLE` with
 //! `Retry-After` (not a hang, not a 500), logged with the operation and key, and the client's
 //! retry completes the same upload once S3 is back; with 10% of S3 requests failing, skopeo
-//! pushes and pulls still come back byte for byte; a connection reset during the upload's last
+//! and docker pushes and pulls still come back byte for byte; a connection reset during the upload's last
 //! steps (completing the multipart upload, the copy to the blob's key, the manifest and tag
 //! writes) leaves nothing half-written visible, and the retried push completes; `kill -9` of
 //! berth at each step of a push, then a restart, lets the client's retry complete it. Each test
@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
+use super::docker::{Cleanup, docker, docker_ok, engine_answers, inspect, pushed_digest};
 use super::fsck::assert_clean;
 use super::layout::{Layout, tar};
 use super::server::Server;
-use crate::common::{S3Kind, S3Server, describe, http, random_bytes, require_tool, run, sha256, unique};
+use crate::common::{S3Kind, S3Server, describe, http, random_bytes, require_tool, run, sha256, skip, unique};
 use crate::faults::{Fault, FaultProxy, Rule};
 
 /// A server over moto through a fresh proxy, and the `berth fsck` that checks its storage
@@ -100,13 +101,7 @@ fn skopeo(args: &[&str]) -> std::process::Output {
 /// Pushes a two-layer image with skopeo, pulls it back and compares every byte; `retries` is
 /// skopeo's own `--retry-times`.
 fn round_trip(server: &Server, dir: &std::path::Path, name: &str, retries: &str) -> Result<(), String> {
-    let src = Layout::create(&dir.join(format!("src-{name}")));
-    // Layers of their own per image: shared ones would be mounted, not uploaded.
-    let seed = name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    let layers =
-        [tar(&[("a.bin", &random_bytes(2 << 20, seed))]), tar(&[("b.bin", &random_bytes(12 << 20, seed + 1))])];
-    let image = src.image("amd64", &layers);
-    src.tag("v1", &image.manifest);
+    let (src, image) = Layout::with_own_image(&dir.join(format!("src-{name}")), name, &[2 << 20, 12 << 20]);
     let remote = format!("docker://{}/faults/{name}:v1", server.host());
     let retry = ["--retry-times", retries];
     let push = skopeo(
@@ -130,9 +125,9 @@ fn round_trip(server: &Server, dir: &std::path::Path, name: &str, retries: &str)
     Ok(())
 }
 
-/// 10% of S3 requests fail (`503 SlowDown`, `500 InternalError`, `400 RequestTimeout`; the
-/// rules share one roll, so their fractions add up) and 5% more are held back 200 ms: the SDK's
-/// retries and skopeo's own carry pushes and pulls through, intact.
+/// 10% of S3 requests fail (`503 SlowDown`, `500 InternalError`, `400 RequestTimeout`) and 5%
+/// more are held back 200 ms: the SDK's retries and skopeo's own carry pushes and pulls
+/// through, intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_and_pulls_survive_ten_percent_injected_s3_errors() {
     let test = "pushes_and_pulls_survive_ten_percent_injected_s3_errors";
@@ -140,17 +135,29 @@ async fn pushes_and_pulls_survive_ten_percent_injected_s3_errors() {
         return;
     }
     let Some((server, proxy, fsck)) = server_behind_proxy(test, 7).await else { return };
-    proxy.set(vec![
-        Rule::any(0.04, Fault::Error(503, "SlowDown")),
-        Rule::any(0.07, Fault::Error(500, "InternalError")),
-        Rule::any(0.10, Fault::Error(400, "RequestTimeout")),
-        Rule::any(0.15, Fault::Delay(Duration::from_millis(200))),
-    ]);
+    proxy.set(ten_percent_errors());
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
         round_trip(&server, dir.path(), &format!("r{round}"), "3")
             .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", server.log()));
     }
+    assert_ten_percent_survived(&server, &proxy);
+    fsck.assert_clean();
+}
+
+/// 10% of S3 requests fail and 5% more are held back 200 ms (the rules share one roll, so
+/// their fractions add up).
+fn ten_percent_errors() -> Vec<Rule> {
+    vec![
+        Rule::any(0.04, Fault::Error(503, "SlowDown")),
+        Rule::any(0.07, Fault::Error(500, "InternalError")),
+        Rule::any(0.10, Fault::Error(400, "RequestTimeout")),
+        Rule::any(0.15, Fault::Delay(Duration::from_millis(200))),
+    ]
+}
+
+/// About a tenth of the S3 requests failed, and no client saw a 5xx other than `503`.
+fn assert_ten_percent_survived(server: &Server, proxy: &FaultProxy) {
     let injected = proxy.injected();
     let errors = injected.faults.iter().filter(|(_, fault)| fault.starts_with("Error")).count();
     let share = errors as f64 / injected.requests as f64;
@@ -158,6 +165,50 @@ async fn pushes_and_pulls_survive_ten_percent_injected_s3_errors() {
     eprintln!("{errors} errors injected in {} S3 requests", injected.requests);
     let server_errors = server.requests().into_iter().filter(|r| r.status >= 500 && r.status != 503).count();
     assert_eq!(server_errors, 0, "5xx other than 503:\n{}", server.log());
+}
+
+/// The Docker Engine through the same 10% of failing S3 requests: three images (a 2 MiB and a
+/// 12 MiB file in one imported layer) pushed, removed and pulled back with the same image id.
+/// Docker retries a failed layer itself; a push or pull that still fails is retried as a user
+/// would, up to three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_pushes_and_pulls_survive_ten_percent_injected_s3_errors() {
+    let test = "docker_pushes_and_pulls_survive_ten_percent_injected_s3_errors";
+    if !engine_answers() {
+        skip(test, "no Docker Engine answers");
+        return;
+    }
+    let Some((server, proxy, fsck)) = server_behind_proxy(test, 17).await else { return };
+    proxy.set(ten_percent_errors());
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = unique();
+    let mut cleanup = Cleanup(vec![]);
+    let retried = |args: &[&str]| {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let out = docker(args);
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).to_string();
+            }
+            failures.push(describe(&out));
+        }
+        panic!("docker {args:?} failed three times: {failures:#?}\nlog:\n{}", server.log());
+    };
+    for round in 0..3u64 {
+        let image = format!("{}/faults/docker-{run_id}:r{round}", server.host());
+        let rootfs = dir.path().join(format!("rootfs-{round}.tar"));
+        let files = [("a.bin", random_bytes(2 << 20, 70 + round)), ("b.bin", random_bytes(12 << 20, 80 + round))];
+        std::fs::write(&rootfs, tar(&files.iter().map(|(n, b)| (*n, &b[..])).collect::<Vec<_>>())).unwrap();
+        docker_ok(&["import", rootfs.to_str().unwrap(), &image]);
+        cleanup.0.push(image.clone());
+        let id = inspect(&image)["Id"].as_str().unwrap().to_string();
+        let digest = pushed_digest(&retried(&["push", &image]));
+        docker_ok(&["rmi", &image]);
+        let pulled = retried(&["pull", &image]);
+        assert!(pulled.contains(&format!("Digest: {digest}")), "the pull reported another digest:\n{pulled}");
+        assert_eq!(inspect(&image)["Id"], id.as_str(), "the pulled image has another id");
+    }
+    assert_ten_percent_survived(&server, &proxy);
     fsck.assert_clean();
 }
 
@@ -195,12 +246,7 @@ async fn resets_during_the_last_steps_of_a_push_leave_nothing_half_written() {
 /// Pushes image `name` (layers of its own) from a fresh layout in `dir` with skopeo, as a child
 /// process.
 fn spawn_push(server: &Server, dir: &std::path::Path, name: &str) -> (Layout, std::process::Child) {
-    let src = Layout::create(&dir.join(format!("src-{name}")));
-    let seed = name.bytes().fold(3u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    let layers =
-        [tar(&[("a.bin", &random_bytes(1 << 20, seed))]), tar(&[("b.bin", &random_bytes(10 << 20, seed + 1))])];
-    let image = src.image("amd64", &layers);
-    src.tag("v1", &image.manifest);
+    let (src, _) = Layout::with_own_image(&dir.join(format!("src-{name}")), name, &[1 << 20, 10 << 20]);
     let child = Command::new("skopeo")
         .args(["--insecure-policy", "copy", "--preserve-digests", "--dest-tls-verify=false"])
         .args([src.name("v1"), format!("docker://{}/crash/{name}:v1", server.host())])

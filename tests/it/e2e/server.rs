@@ -1,6 +1,7 @@
 //! A real `berth serve` process for end-to-end tests: fs storage in a fresh temporary root (or
 //! a given one), or a prefix of an S3 bucket ([`Server::start_s3`]), or any arguments and
-//! environment ([`Server::start_with`], [`Server::start_with_env`]), on a free loopback port,
+//! environment ([`Server::start_with`], [`Server::start_with_env`]), or run by another program
+//! such as strace ([`Server::start_under`]), on a free loopback port,
 //! stderr logged to a file under `target/e2e-logs/`, stopped with SIGTERM when dropped.
 //!
 //! A test that panics prints the end of the log of each server it drops and keeps the file;
@@ -28,6 +29,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A running `berth serve`.
 pub(crate) struct Server {
     child: Option<Child>,
+    /// Whether `child` is a program that runs berth (berth is its child).
+    wrapped: bool,
     addr: SocketAddr,
     log: PathBuf,
     /// The root, when the server made it; removed after the server stops.
@@ -92,12 +95,30 @@ impl Server {
 
     /// A server with these arguments and further environment variables.
     pub(crate) fn start_with_env(storage: &[&OsStr], env: &[(&str, &str)]) -> Self {
+        Self::launch(&[], storage, env)
+    }
+
+    /// A server run by `wrapper` (a program and its arguments, to which berth's command line is
+    /// appended), e.g. strace. Stopping it stops berth first.
+    pub(crate) fn start_under(wrapper: &[&OsStr], storage: &[&OsStr]) -> Self {
+        Self::launch(wrapper, storage, &[])
+    }
+
+    fn launch(wrapper: &[&OsStr], storage: &[&OsStr], env: &[(&str, &str)]) -> Self {
         let bin = binary();
         let logs = workspace_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs).expect("cannot make target/e2e-logs");
         let log = logs.join(format!("berth-{}.log", unique()));
         let stderr = File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
-        let child = Command::new(&bin)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&bin);
+                command
+            }
+            None => Command::new(&bin),
+        };
+        let child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text"])
             .args(storage)
             .args(["--part-size-mib", "8"])
@@ -108,7 +129,9 @@ impl Server {
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut server = Self { child: Some(child), addr: SocketAddr::from(([127, 0, 0, 1], 0)), log, _temp: None };
+        let wrapped = !wrapper.is_empty();
+        let mut server =
+            Self { child: Some(child), wrapped, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log, _temp: None };
         server.addr = server.wait_listening();
         server.wait_ready();
         server
@@ -205,6 +228,10 @@ impl Server {
         let mut child = self.child.take()?;
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);
+        }
+        if self.wrapped {
+            // berth first: the wrapper may leave its child running when it is stopped.
+            let _ = Command::new("pkill").args(["-TERM", "-P", &child.id().to_string()]).status();
         }
         let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         if !sent.as_ref().is_ok_and(|s| s.success()) {

@@ -60,7 +60,7 @@ impl Registry {
         let (finish, size) = if session.offset == 0 {
             (Finish::Direct, None)
         } else {
-            let (mut hasher, mut writer) = session.resume(&self.store, id, self.config.part_size).await?;
+            let (mut hasher, mut writer) = session.resume(&self.store, id, &self.buffers).await?;
             let received = self.receive(body, expected, &mut hasher, Some(&mut writer)).await?;
             (self.decide(&digest, hasher, writer).await?, Some(session.offset + received))
         };

@@ -150,13 +150,7 @@ impl Registry {
         let key = keys::blob(digest);
         let exists = self.store.exists(&key).await?;
         let mut writer = (!exists).then(|| {
-            PartWriter::new(
-                self.store.backend().clone(),
-                key,
-                self.config.part_size,
-                Multipart::default(),
-                Bytes::new(),
-            )
+            PartWriter::new(self.store.backend().clone(), key, self.buffers.clone(), Multipart::default(), Bytes::new())
         });
         let mut hasher = Hasher::new(digest.algorithm());
         let received = match self.receive(body, expected, &mut hasher, writer.as_mut()).await {
@@ -229,7 +223,7 @@ impl Registry {
     pub(crate) async fn patch_upload(&self, name: &Name, id: &str, req: &Req, body: &mut RequestBody) -> Result<Reply> {
         let (mut session, etag) = Session::load(&self.store, name, id).await?;
         let expected = chunk_length(req, session.offset)?;
-        let (mut hasher, mut writer) = session.resume(&self.store, id, self.config.part_size).await?;
+        let (mut hasher, mut writer) = session.resume(&self.store, id, &self.buffers).await?;
         let received = self.receive(body, expected, &mut hasher, Some(&mut writer)).await?;
         if received > 0 {
             let (multipart, tail) = writer.suspend().await?;

@@ -12,6 +12,7 @@ use berth_storage::StorageError;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::buffers::Buffers;
 use crate::digest::{Algorithm, Hasher};
 use crate::error::{ErrorKind, RegistryError, Result};
 use crate::keys;
@@ -154,15 +155,20 @@ impl Session {
     }
 
     /// The session's hash and part writer, with the tail read back, to receive more bytes.
-    pub(super) async fn resume(&self, store: &Store, id: &str, part_size: usize) -> Result<(Hasher, PartWriter)> {
+    pub(super) async fn resume(&self, store: &Store, id: &str, buffers: &Buffers) -> Result<(Hasher, PartWriter)> {
         let hasher = Hasher::restore(&self.hash).ok_or_else(|| corrupt(id, "corrupt hash state"))?;
         let tail = match &self.tail {
             Tail::Empty => Bytes::new(),
             Tail::Inline(bytes) => bytes.clone(),
             Tail::Stored(key) => store.read_opt(key).await?.ok_or_else(|| corrupt(id, "its pending bytes are gone"))?,
         };
-        let writer =
-            PartWriter::new(store.backend().clone(), keys::upload_data(id), part_size, self.multipart.clone(), tail);
+        let writer = PartWriter::new(
+            store.backend().clone(),
+            keys::upload_data(id),
+            buffers.clone(),
+            self.multipart.clone(),
+            tail,
+        );
         Ok((hasher, writer))
     }
 
