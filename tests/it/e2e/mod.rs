@@ -5,15 +5,15 @@
 //! `scripts/s3-servers` starts), as a Lambda function ([`lambda`]) and as a Lambda function with
 //! an upload host ([`upload_host`]: docker, containerd, skopeo, podman), garbage collection beside
 //! a live server ([`gc`]), two instances on one bucket ([`instances`]), `berth fsck` ([`fsck`]),
-//! the web UI in a real browser ([`browser`]),
-//! metrics, health probes and TLS ([`operability`]), S3 faults ([`reliability`]), filesystem
-//! faults and `kill -9` on the filesystem ([`fs_faults`]), hostile input
-//! over a raw socket ([`hostile`]), and the README's walk-through and start-up messages
-//! ([`readme`]). They need the binary built first (`cargo build -p berth-server`, which
+//! the web UI in a real browser ([`browser`]), metrics, health probes and TLS ([`operability`]),
+//! S3 faults ([`reliability`]), filesystem faults and `kill -9` on the filesystem
+//! ([`fs_faults`]), hostile input over a raw socket ([`hostile`]), the load benchmark, briefly
+//! ([`bench`]), and the README's walk-through and start-up messages ([`readme`]). They need the binary built first (`cargo build -p berth-server`, which
 //! `scripts/test` does); a missing client tool (or S3 server) fails under CI and is a skip
 //! elsewhere (`crate::common`).
 
 mod auth;
+mod bench;
 mod browser;
 mod docker;
 mod fs_faults;
