@@ -206,6 +206,7 @@ impl Settings {
         berth_core::Config {
             part_size: (self.part_size_mib * 1024 * 1024) as usize,
             upload_memory: (self.upload_memory_mib * 1024 * 1024) as usize,
+            gc_grace: self.gc_grace,
             redirect_ttl: self.redirect_ttl,
             max_body: self.max_body,
             public_url: self.auth.public_url.clone(),

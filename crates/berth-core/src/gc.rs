@@ -21,10 +21,18 @@
 //! copied over an existing one) writes its link first and then reads the marker: absent, the
 //! collector's second listing will see the link; [`Doom::Doomed`], it swaps it to
 //! [`Doom::Vetoed`], which the collector's swap then fails on; [`Doom::Deleting`], it waits for
-//! the collector to finish and checks that the blob is still there, else removes its link and
-//! answers `503 UNAVAILABLE` (the client uploads the blob again). A marker stuck in `Deleting`
-//! longer than [`DELETE_TTL`] is left over from a crashed collector; the collector deletes only
-//! right after its swap.
+//! the collector to finish; [`Doom::Deleted`] (the collector's last word, kept for
+//! [`DELETE_TTL`], so that a request whose link came after the second listing but whose read
+//! comes after the deletion still learns of it), it checks that the blob is there (uploaded
+//! again since), else removes its link and answers `503 UNAVAILABLE` (the client uploads the
+//! blob again). A marker stuck in `Deleting` longer than [`DELETE_TTL`] is left over from a
+//! crashed collector; the collector deletes only right after its swap.
+//!
+//! A blob the request wrote itself is younger than the grace when its link is written, so no
+//! collector counts it as a candidate — as long as the grace is long: a blob's timestamp may be
+//! its upload's start (S3 dates a multipart object by its initiation), and the collector's clock
+//! may run ahead of storage's. Below [`CLAIM_OWN_BELOW`] of grace (tests, eager operators) a
+//! request therefore claims the blobs it wrote too, for one more storage read each.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -61,6 +69,9 @@ pub const DELETE_TTL: Duration = Duration::from_secs(120);
 /// How long the collector may take between swapping a marker to `Deleting` and deleting.
 pub const DELETE_BUDGET: Duration = Duration::from_secs(30);
 
+/// Below this grace, requests claim the blobs they wrote themselves too (see above).
+pub const CLAIM_OWN_BELOW: Duration = Duration::from_secs(3600);
+
 /// How often a waiting request looks at a marker again.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -73,6 +84,8 @@ pub enum Doom {
     Vetoed,
     /// The collector is deleting the blob.
     Deleting,
+    /// The collector deleted the blob (it may have been uploaded again since).
+    Deleted,
 }
 
 impl Doom {
@@ -82,6 +95,7 @@ impl Doom {
             Doom::Doomed => b"doomed",
             Doom::Vetoed => b"vetoed",
             Doom::Deleting => b"deleting",
+            Doom::Deleted => b"deleted",
         })
     }
 
@@ -91,6 +105,7 @@ impl Doom {
             b"doomed" => Some(Doom::Doomed),
             b"vetoed" => Some(Doom::Vetoed),
             b"deleting" => Some(Doom::Deleting),
+            b"deleted" => Some(Doom::Deleted),
             _ => None,
         }
     }
@@ -138,10 +153,14 @@ impl Registry {
         self.store.cleanup(&intent.0).await;
     }
 
-    /// Claims blob `digest`, which repository `name` now links without having written the bytes
-    /// itself, against a collector that is deleting it. On failure the link is removed again and
+    /// Claims blob `digest`, which repository `name` now links, against a collector that is
+    /// deleting it, unless this request `created` the bytes and the grace is long enough to
+    /// protect them. On failure the link is removed again and
     /// the answer is `503 UNAVAILABLE`: the blob is gone, and the client must send it again.
-    pub(crate) async fn claim_blob(&self, name: &Name, digest: &Digest) -> Result<()> {
+    pub(crate) async fn claim_blob(&self, name: &Name, digest: &Digest, created: bool) -> Result<()> {
+        if created && self.config.gc_grace >= CLAIM_OWN_BELOW {
+            return Ok(());
+        }
         match claim(&self.store, digest).await {
             Ok(true) => Ok(()),
             Ok(false) => {
@@ -175,8 +194,8 @@ async fn claim(store: &Store, digest: &Digest) -> Result<bool> {
                 deleting = true;
                 tokio::time::sleep(POLL).await;
             }
-            // A crashed collector's marker.
-            Some(Doom::Deleting) => return store.exists(&keys::blob(digest)).await,
+            // Deleted, perhaps uploaded again since; or a crashed collector's marker.
+            Some(Doom::Deleted | Doom::Deleting) => return store.exists(&keys::blob(digest)).await,
         }
     }
 }
@@ -201,7 +220,7 @@ mod tests {
 
     #[test]
     fn markers_read_back() {
-        for doom in [Doom::Doomed, Doom::Vetoed, Doom::Deleting] {
+        for doom in [Doom::Doomed, Doom::Vetoed, Doom::Deleting, Doom::Deleted] {
             assert_eq!(Doom::parse(&doom.as_bytes()), Some(doom));
         }
         assert_eq!(Doom::parse(b"other"), None);

@@ -65,6 +65,9 @@ pub struct Config {
     pub upload_url: Option<String>,
     /// How long an upload URL's capability stays valid after each answer that hands it out.
     pub upload_ttl: Duration,
+    /// What garbage collection spares (`berth_gc`'s grace): the server's collector and any
+    /// other must not use a shorter one (see `gc`).
+    pub gc_grace: Duration,
     /// Memory all uploads together may hold in buffers on the way to storage (`buffers`).
     pub upload_memory: usize,
 }

@@ -4,12 +4,14 @@
 //! grace) get a `Doomed` marker; every link is listed again; a candidate linked now loses its
 //! marker and stays; the others are swapped to `Deleting` (`IfMatch`: a request that linked the
 //! blob meanwhile has swapped it to `Vetoed`, and the swap fails), checked unchanged since the
-//! listing, and deleted, and their markers removed.
+//! listing, and deleted; their markers then say `Deleted` until a run finds them older than
+//! `DELETE_TTL` (a request that linked the blob after the second listing reads that and sends
+//! it again), the markers of blobs that stay are removed at once.
 
 use std::collections::BTreeSet;
 use std::time::{Instant, SystemTime};
 
-use berth_core::gc::{DELETE_BUDGET, Doom};
+use berth_core::gc::{DELETE_BUDGET, DELETE_TTL, Doom};
 use berth_core::keys;
 use berth_storage::{Condition, ObjectMeta, StorageError};
 
@@ -100,9 +102,10 @@ impl Collector {
                         if now.as_ref().is_some_and(|now| unchanged(blob, now)) && swapped.elapsed() < DELETE_BUDGET {
                             self.store.delete(&blob.key).await?;
                             report.blobs.remove(blob.size);
-                        } else {
-                            report.changed += 1;
+                            self.store.put(&marker, Doom::Deleted.as_bytes(), Condition::Overwrite).await?;
+                            continue;
                         }
+                        report.changed += 1;
                     }
                     // Vetoed by a request that linked the blob meanwhile.
                     Err(StorageError::PreconditionFailed(_) | StorageError::NotFound(_)) => report.changed += 1,
@@ -114,17 +117,19 @@ impl Collector {
         Ok(linked)
     }
 
-    /// Removes markers earlier runs left behind (a crash between marking and removing): a
-    /// request that meets one finds the blob as storage has it.
+    /// Removes markers earlier runs left behind older than `DELETE_TTL`: `Deleted` ones, and
+    /// any a crash left between marking and removing (a request that meets one finds the blob
+    /// as storage has it).
     pub(crate) async fn remove_leftover_markers(&self) -> Result<()> {
         if self.options.dry_run {
             return Ok(());
         }
+        let now = SystemTime::now();
         let mut after: Option<String> = None;
         loop {
             let page = self.store.list(keys::GC_DOOMED_PREFIX, after.as_deref(), 1000).await?;
             after = page.last_key().map(str::to_string);
-            for marker in &page.objects {
+            for marker in page.objects.iter().filter(|m| !younger(m.modified, DELETE_TTL, now)) {
                 self.store.delete(&marker.key).await?;
             }
             if !page.truncated || after.is_none() {

@@ -86,7 +86,7 @@ impl Registry {
             // A blob this request did not create (stored before, or overwritten) is claimed
             // against garbage collection (see `gc`).
             (Ok(created), Some(size)) => match self.link_blob(name, &digest, size).await {
-                Ok(()) if !created => self.claim_blob(name, &digest).await,
+                Ok(()) => self.claim_blob(name, &digest, created).await,
                 other => other,
             },
             (other, _) => other.map(drop),

@@ -128,7 +128,7 @@ impl Registry {
         }
         let Some(size) = self.link_size(&from, &digest).await? else { return Ok(None) };
         self.link_blob(name, &digest, size).await?;
-        match self.claim_blob(name, &digest).await {
+        match self.claim_blob(name, &digest, false).await {
             Ok(()) => Ok(Some(created(name, &digest))),
             // Deleted by garbage collection meanwhile: the client sends the bytes instead.
             Err(e) if e.kind == ErrorKind::Unavailable => Ok(None),
@@ -166,9 +166,7 @@ impl Registry {
             None => false,
         };
         self.link_blob(name, digest, received).await?;
-        if !wrote {
-            self.claim_blob(name, digest).await?;
-        }
+        self.claim_blob(name, digest, wrote).await?;
         Ok(received)
     }
 
