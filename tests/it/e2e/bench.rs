@@ -1,7 +1,7 @@
-//! The load benchmark (`bench/load.sh`) runs briefly on every test run, on the binary under
-//! test, so that it keeps working and its requests keep answering without errors (the script
-//! exits 1 on any). Its numbers are not checked here: they belong in the README, from a release
-//! build at full length.
+//! The benchmarks run briefly on every test run, on the binaries under test, so that they keep
+//! working: the load benchmark (`bench/load.sh`, whose requests must all answer: the script
+//! exits 1 on any error) and the latency benchmark (`bench/latency.sh`). Their numbers are not
+//! checked here: they belong in the README, from a release build at full length.
 
 use std::process::Command;
 use std::time::Duration;
@@ -34,5 +34,46 @@ fn the_load_benchmark_runs_without_errors() {
         assert_eq!(fields.len(), 6, "{row}");
         assert!(fields[3].parse::<u64>().is_ok_and(|n| n > 0), "nothing answered: {row}");
         assert_eq!(fields[4], "0", "errors: {row}");
+    }
+}
+
+/// The latency benchmark (`bench/latency.sh`), briefly: two small layers, 0 and 5 ms per S3
+/// request, 20 requests each; every row is there, and a manifest GET and a blob HEAD cost one
+/// S3 call each.
+#[test]
+fn the_latency_benchmark_runs() {
+    let test = "the_latency_benchmark_runs";
+    if !require_tool("hey", test) || !require_tool("skopeo", test) {
+        return;
+    }
+    let Some(S3Server { endpoint, bucket }) = S3Server::require(S3Kind::Signing, test) else { return };
+    let proxy = workspace_root().join("target/debug/examples/delay_proxy");
+    assert!(proxy.is_file(), "{} is not built (cargo test builds the examples)", proxy.display());
+    let out = run(
+        Command::new(workspace_root().join("bench/latency.sh"))
+            .env("BERTH_BIN", binary())
+            .env("PROXY_BIN", proxy)
+            .env("BERTH_TEST_S3_ENDPOINT", endpoint)
+            .env("BERTH_TEST_S3_BUCKET", bucket)
+            .env("DELAYS_MS", "0 5")
+            .env("LAYERS_MIB", "1 1")
+            .env("REQUESTS", "20"),
+        Duration::from_secs(300),
+    );
+    assert!(out.status.success(), "bench/latency.sh: {}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for delay in ["0", "5"] {
+        for operation in ["push", "pull", "manifest GET", "blob HEAD"] {
+            let row = stdout
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(delay) && l.contains(operation))
+                .unwrap_or_else(|| panic!("no {operation} at {delay} ms:\n{stdout}"));
+            let calls = row.split_whitespace().last().unwrap();
+            if operation.ends_with("GET") || operation.ends_with("HEAD") {
+                assert_eq!(calls, "1.0", "{row}");
+            } else {
+                assert!(calls.parse::<u64>().is_ok_and(|n| n > 0), "{row}");
+            }
+        }
     }
 }
