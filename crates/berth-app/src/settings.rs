@@ -70,7 +70,9 @@ pub struct Settings {
     #[arg(long = "cors-origin", env = "BERTH_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// Garbage collection removes nothing younger than this (links, blobs, upload sessions,
-    /// referrers whose subject is gone): pushes in progress keep what they uploaded.
+    /// referrers whose subject is gone): pushes in progress keep what they uploaded. Give
+    /// `berth serve` the grace of every collector: under an hour, it checks each blob it stores
+    /// against collections.
     #[arg(long = "gc-grace", visible_alias = "grace", env = "BERTH_GC_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
     pub gc_grace: Duration,
     /// Retention policy of garbage collection (a TOML file, or `s3://bucket/key` with --storage
