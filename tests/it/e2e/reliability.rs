@@ -213,7 +213,8 @@ async fn docker_pushes_and_pulls_survive_ten_percent_injected_s3_errors() {
 }
 
 /// A connection reset at each of the push's last steps — the multipart completion, the copy of
-/// a blob to its key, a manifest or tag write — fails nothing for good: the client's retry
+/// a blob to its key, the repository's link, the manifest record, the tag (each as the request
+/// goes out and as its answer comes back) — fails nothing for good: the client's retry
 /// completes the push, and the image pulls back whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resets_during_the_last_steps_of_a_push_leave_nothing_half_written() {
@@ -223,15 +224,20 @@ async fn resets_during_the_last_steps_of_a_push_leave_nothing_half_written() {
     }
     let Some((server, proxy, fsck)) = server_behind_proxy(test, 11).await else { return };
     let dir = tempfile::tempdir().unwrap();
-    for (name, operation, fault) in [
-        ("complete-request", "CompleteMultipartUpload", Fault::ResetRequest(0)),
-        ("complete-response", "CompleteMultipartUpload", Fault::ResetResponse(0)),
-        ("copy", "CopyObject", Fault::ResetResponse(0)),
-        ("copy-part", "UploadPartCopy", Fault::ResetResponse(0)),
-        ("put-request", "PutObject", Fault::ResetRequest(10)),
-        ("put-response", "PutObject", Fault::ResetResponse(0)),
+    for (name, rule) in [
+        ("complete-request", Rule::next("CompleteMultipartUpload", 1, Fault::ResetRequest(0))),
+        ("complete-response", Rule::next("CompleteMultipartUpload", 1, Fault::ResetResponse(0))),
+        ("copy", Rule::next("CopyObject", 1, Fault::ResetResponse(0))),
+        ("copy-part", Rule::next("UploadPartCopy", 1, Fault::ResetResponse(0))),
+        ("put-request", Rule::next("PutObject", 1, Fault::ResetRequest(10))),
+        ("put-response", Rule::next("PutObject", 1, Fault::ResetResponse(0))),
+        ("link-response", Rule::next_on("PutObject", "/_blobs/", Fault::ResetResponse(0))),
+        ("manifest-request", Rule::next_on("PutObject", "/_manifests/", Fault::ResetRequest(10))),
+        ("manifest-response", Rule::next_on("PutObject", "/_manifests/", Fault::ResetResponse(0))),
+        ("tag-request", Rule::next_on("PutObject", "/_tags/", Fault::ResetRequest(10))),
+        ("tag-response", Rule::next_on("PutObject", "/_tags/", Fault::ResetResponse(0))),
     ] {
-        proxy.set(vec![Rule::next(operation, 1, fault)]);
+        proxy.set(vec![rule]);
         round_trip(&server, dir.path(), name, "3").unwrap_or_else(|e| panic!("{name}: {e}\nlog:\n{}", server.log()));
     }
     let injected = proxy.injected();
@@ -240,6 +246,8 @@ async fn resets_during_the_last_steps_of_a_push_leave_nothing_half_written() {
     for operation in ["CompleteMultipartUpload", "CopyObject", "PutObject"] {
         assert!(hit.contains(&operation), "no fault hit {operation}: {hit:?}");
     }
+    // Two on any PutObject, one on each link, manifest and tag rule.
+    assert_eq!(hit.iter().filter(|op| **op == "PutObject").count(), 7, "{hit:?}");
     fsck.assert_clean();
 }
 
