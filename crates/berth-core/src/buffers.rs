@@ -76,7 +76,9 @@ impl Buffers {
     }
 }
 
-/// Bytes on their way to storage: a vector, and its charge to the budget, if any.
+/// Bytes on their way to storage: a vector, and its charge to the budget, if any. The default
+/// is empty and uncharged.
+#[derive(Default)]
 pub(crate) struct Buffer {
     vec: Vec<u8>,
     _reserved: Option<Reserved>,

@@ -87,7 +87,7 @@ impl PartWriter {
             self.buf.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
             if self.buf.len() == part_size {
-                let part = std::mem::replace(&mut self.buf, Buffer::small(Vec::new()));
+                let part = std::mem::take(&mut self.buf);
                 self.upload(part.freeze()).await?;
             }
         }
@@ -160,7 +160,7 @@ impl PartWriter {
             return Ok(());
         };
         if !self.buf.is_empty() {
-            let last = std::mem::replace(&mut self.buf, Buffer::small(Vec::new())).freeze();
+            let last = std::mem::take(&mut self.buf).freeze();
             self.upload(last).await?;
         }
         self.settle().await?;

@@ -83,8 +83,8 @@ impl Registry {
             }
         };
         let linked = match (stored, size) {
-            // A blob this request did not create (stored before, or overwritten) is claimed
-            // against garbage collection (see `gc`).
+            // The blob is claimed against garbage collection (see `gc`): always when this
+            // request did not create it (stored before, or overwritten), else under a short grace.
             (Ok(created), Some(size)) => match self.link_blob(name, &digest, size).await {
                 Ok(()) => self.claim_blob(name, &digest, created).await,
                 other => other,
