@@ -54,6 +54,10 @@ pub struct Settings {
     /// How long the presigned URLs of blob redirects stay valid (e.g. 900s, 15m, 1h).
     #[arg(long, env = "BERTH_REDIRECT_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub redirect_ttl: Duration,
+    /// Smallest blob, in bytes, whose GET is redirected to storage; smaller ones are served by
+    /// berth (one ranged read, no second connection for the client). 0 redirects every blob.
+    #[arg(long, env = "BERTH_REDIRECT_MIN_SIZE", default_value_t = 256 * 1024)]
+    pub redirect_min_size: u64,
     /// Base URL of an upload host (`berth serve --storage s3` over the same bucket, with the same
     /// auth policy and secret): upload sessions are handed to it, for deployments that cannot
     /// take large request bodies (Lambda).
@@ -210,6 +214,7 @@ impl Settings {
             upload_memory: (self.upload_memory_mib * 1024 * 1024) as usize,
             gc_grace: self.gc_grace,
             redirect_ttl: self.redirect_ttl,
+            redirect_min_size: self.redirect_min_size,
             max_body: self.max_body,
             public_url: self.auth.public_url.clone(),
             trust_forwarded_for: self.trust_forwarded_for,

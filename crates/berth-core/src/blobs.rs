@@ -1,5 +1,9 @@
 //! Blob endpoints: `HEAD`/`GET /v2/<name>/blobs/<digest>` (end-2, with Range → 206/416) and
 //! `DELETE` (end-10), plus the repository links every blob access goes through.
+//!
+//! A `GET` reads the link (the size), then redirects to a presigned storage URL, or, for a blob
+//! under `redirect_min_size` or storage that cannot presign (the filesystem), streams the bytes
+//! from one (ranged) read: 1 storage call for a redirect, 2 for a served blob.
 
 use std::ops::Range;
 
@@ -59,7 +63,11 @@ impl Registry {
             })?),
             None => None,
         };
-        if let Some(url) = self.store.presign_get(&keys::blob(&digest), self.config.redirect_ttl).await? {
+        // A small blob is cheaper served than redirected: one more storage read here spares the
+        // client a second connection, and a Lambda function only a moment.
+        if size >= self.config.redirect_min_size
+            && let Some(url) = self.store.presign_get(&keys::blob(&digest), self.config.redirect_ttl).await?
+        {
             return Ok(ok(StatusCode::TEMPORARY_REDIRECT).header(LOCATION, url));
         }
         let object = self.store.get_opt(&keys::blob(&digest), range.clone()).await?.ok_or_else(|| {

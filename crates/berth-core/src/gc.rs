@@ -203,15 +203,18 @@ async fn claim(store: &Store, digest: &Digest) -> Result<bool> {
 /// Ends upload session `id`, whichever repository it belongs to: aborts its multipart upload and
 /// removes its state, its pending bytes and an assembled object a crash left behind. For the
 /// collector, once the session has been idle past the grace period; a client that comes back to
-/// it then finds it unknown (404 BLOB_UPLOAD_UNKNOWN).
+/// it then finds it unknown (404 BLOB_UPLOAD_UNKNOWN), or, through the session's first (sealed)
+/// URL, a fresh session.
 pub async fn end_abandoned_upload(store: Arc<dyn Storage>, id: &str) -> Result<()> {
     let store = Store::new(store);
     match Session::load_any(&store, id).await {
-        Ok((session, _)) => session.end(&store, id, Some(&session.multipart)).await,
+        Ok(Some((session, _))) => session.release(&store, id, Some(&session.multipart)).await,
+        Ok(None) => {}
         Err(e) if e.kind == ErrorKind::BlobUploadUnknown => {}
         Err(e) => return Err(e),
     }
-    store.delete(&keys::upload_data(id)).await
+    store.delete(&keys::upload_data(id)).await?;
+    store.delete(&keys::upload_state(id)).await
 }
 
 #[cfg(test)]

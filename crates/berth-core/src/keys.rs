@@ -10,6 +10,7 @@
 //! uploads/<id>/state                                 upload session (JSON), rewritten with IfMatch
 //! uploads/<id>/data                                  multipart target of a session's bytes
 //! uploads/<id>/pending/<uuid>                        a session's bytes not yet in a part
+//! config/upload-secret                               the key sealed upload URLs are signed with
 //! repos/<name>/_gc/sweep                             garbage collection is sweeping the repository
 //! repos/<name>/_gc/writing/<uuid>                    a manifest write in progress (its intent)
 //! gc/doomed/<alg>/<hex>                              a blob the collector means to delete, and its state
@@ -92,6 +93,9 @@ pub const BLOBS_PREFIX: &str = "blobs/";
 
 /// Prefix of all upload sessions.
 pub const UPLOADS_PREFIX: &str = "uploads/";
+
+/// The secret sealed upload URLs are signed with (`upload::sealed`), made once per storage.
+pub const UPLOAD_SECRET: &str = "config/upload-secret";
 
 /// The marker of a garbage-collection sweep of repository `name`.
 pub fn gc_sweep(name: &Name) -> String {

@@ -52,6 +52,8 @@ pub struct Config {
     pub part_size: usize,
     /// Lifetime of presigned blob URLs handed out as redirects.
     pub redirect_ttl: Duration,
+    /// Blobs smaller than this are served, not redirected.
+    pub redirect_min_size: u64,
     /// Largest request body accepted in one PATCH/PUT/POST, if the deployment has a limit.
     pub max_body: Option<u64>,
     /// Base URL clients reach the registry at (the token realm is `<url>/token`); by default
@@ -80,6 +82,8 @@ pub struct Registry {
     config: Config,
     buffers: Buffers,
     auth: Option<Arc<Auth>>,
+    /// The upload secret, read (or made) on the first upload; shared by clones.
+    seal: Arc<tokio::sync::OnceCell<upload::Seal>>,
 }
 
 /// A request as the engine sees it.
@@ -99,7 +103,7 @@ impl Registry {
     /// A registry over `store`, open to everyone.
     pub fn new(store: Arc<dyn Storage>, config: Config) -> Self {
         let buffers = Buffers::new(config.part_size, config.upload_memory);
-        Self { store: Store::new(store), config, buffers, auth: None }
+        Self { store: Store::new(store), config, buffers, auth: None, seal: Default::default() }
     }
 
     /// The storage the registry keeps everything in (for its garbage collector).

@@ -1,7 +1,7 @@
 //! Cutting a byte stream into multipart parts with bounded memory.
 //!
 //! A [`PartWriter`] buffers at most one part (plus the chunk being added) and starts an upload
-//! each time the buffer reaches the part size; up to [`IN_FLIGHT`] parts upload concurrently
+//! each time bytes come beyond a full buffer; up to [`IN_FLIGHT`] parts upload concurrently
 //! while the next one is received, so a body of any size costs a fixed amount of memory
 //! (`(IN_FLIGHT + 1) × part size`) and the request is not slowed to one part's round trip. Part
 //! buffers come from [`Buffers`], within the registry's upload memory budget.
@@ -78,6 +78,12 @@ impl PartWriter {
     pub(crate) async fn write(&mut self, mut chunk: &[u8]) -> Result<()> {
         let part_size = self.buffers.part_size();
         while !chunk.is_empty() {
+            // A full buffer becomes a part once more bytes come: a body of exactly one part
+            // stays one object.
+            if self.buf.len() == part_size {
+                let part = std::mem::take(&mut self.buf);
+                self.upload(part.freeze()).await?;
+            }
             let take = (part_size - self.buf.len()).min(chunk.len());
             if self.buf.capacity() < self.buf.len() + take {
                 let mut grown = self.buffers.take().await;
@@ -86,10 +92,6 @@ impl PartWriter {
             }
             self.buf.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
-            if self.buf.len() == part_size {
-                let part = std::mem::take(&mut self.buf);
-                self.upload(part.freeze()).await?;
-            }
         }
         Ok(())
     }
@@ -145,11 +147,21 @@ impl PartWriter {
         &self.progress
     }
 
-    /// Stops writing once every started part is uploaded: the progress so far and the bytes
-    /// not yet in a part.
+    /// Stops writing once every started part is uploaded (a full buffer too): the progress so
+    /// far and the bytes not yet in a part.
     pub(crate) async fn suspend(mut self) -> Result<(Multipart, Bytes)> {
+        if self.buf.len() == self.buffers.part_size() {
+            let part = std::mem::take(&mut self.buf);
+            self.upload(part.freeze()).await?;
+        }
         self.settle().await?;
         Ok((self.progress, self.buf.freeze()))
+    }
+
+    /// Everything written, when no part was sent ([`PartWriter::is_multipart`]).
+    pub(crate) fn into_bytes(self) -> Bytes {
+        debug_assert!(!self.is_multipart(), "the bytes of a multipart upload are in its parts");
+        self.buf.freeze()
     }
 
     /// Stores everything written at `key` under `cond`: one put when no part was sent, else the

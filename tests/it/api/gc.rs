@@ -598,7 +598,7 @@ async fn collections_in_a_loop_beside_eight_pushers_lose_nothing() {
                             }
                         } else {
                             let location = h.start(&name).await;
-                            h.send(Method::PATCH, &location, &[], blob).await;
+                            let location = h.send(Method::PATCH, &location, &[], blob).await.location();
                             let r = h.send(Method::PUT, &format!("{location}?digest={digest}"), &[], b"").await;
                             if r.status != StatusCode::CREATED {
                                 // Blob removed while linked, or the session ended (grace 0 makes

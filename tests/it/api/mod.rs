@@ -168,6 +168,21 @@ impl Harness {
     pub(crate) async fn keys(&self, prefix: &str) -> Vec<String> {
         self.store.list(prefix, None, 10_000).await.unwrap().keys()
     }
+
+    /// Keys under `uploads/` of sessions that hold something: all but the states that ended
+    /// sessions leave (for garbage collection to remove).
+    pub(crate) async fn open_uploads(&self) -> Vec<String> {
+        let mut open = Vec::new();
+        for key in self.keys("uploads/").await {
+            let body = self.store.get(&key, None).await.unwrap().bytes().await.unwrap();
+            let ended = key.ends_with("/state")
+                && serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|s| s["ended"] == true);
+            if !ended {
+                open.push(key);
+            }
+        }
+        open
+    }
 }
 
 /// Memory, and the S3 server of `kind` (under a fresh prefix starting with `prefix`) when the

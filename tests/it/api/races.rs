@@ -31,7 +31,7 @@ async fn eight_pushes_of_one_blob_store_it_once_and_link_it_everywhere() {
             let (h, data, digest) = (&h, &data, &digest);
             async move {
                 let loc = h.start(&format!("race/r{i}")).await;
-                h.send(Method::PATCH, &loc, &[], data).await;
+                let loc = h.send(Method::PATCH, &loc, &[], data).await.location();
                 h.send(Method::PUT, &format!("{loc}?digest={digest}"), &[], b"").await
             }
         });

@@ -79,7 +79,7 @@ async fn the_upload_host_takes_the_session_with_its_capability_alone() {
     let location = start(&front, "team/app").await;
     let r = host.send(Method::PUT, &with_digest(&location, &digest), &[], &data).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
-    assert_eq!(host.keys("uploads/").await, Vec::<String>::new(), "sessions end");
+    assert_eq!(host.open_uploads().await, Vec::<String>::new(), "sessions end");
 }
 
 #[tokio::test]

@@ -30,16 +30,66 @@ async fn streamed_patch_across_parts_then_put() {
     let r = h.send_chunked(Method::PATCH, &loc, &[("content-type", "application/octet-stream")], &data, 100_003).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(r.header("range"), Some(format!("0-{}", data.len() - 1).as_str()));
-    assert_eq!(r.location(), loc);
+    // More than a part: the session is stored, under the id of its sealed URL.
+    let stored = r.location();
+    assert!(!stored.contains('.') && loc.contains(&format!("/{}.", stored.rsplit('/').next().unwrap())), "{stored}");
     let digest = sha256(&data);
-    let r = h.send(Method::PUT, &format!("{loc}?digest={digest}"), &[], b"").await;
+    let r = h.send(Method::PUT, &format!("{stored}?digest={digest}"), &[], b"").await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     assert_eq!(r.location(), format!("/v2/s/blobs/{digest}"));
     assert_eq!(r.header("docker-content-digest"), Some(digest.as_str()));
     assert_eq!(h.get(&format!("/v2/s/blobs/{digest}")).await.body.as_ref(), data.as_slice());
-    assert!(h.keys("uploads/").await.is_empty(), "session left behind");
-    let finished = h.send(Method::PATCH, &loc, &[], b"more").await;
-    assert_eq!((finished.status, finished.code().as_str()), (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"));
+    assert!(h.open_uploads().await.is_empty(), "session left behind");
+    for uri in [&stored, &loc] {
+        let finished = h.send(Method::PATCH, uri, &[("content-range", "0-3")], b"more").await;
+        assert_eq!((finished.status, finished.code().as_str()), (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"));
+        assert_eq!(h.get(uri).await.status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn a_small_streamed_blob_is_stored_once_and_linked_by_the_put() {
+    let h = Harness::new();
+    let data = random_bytes(300_000, 16);
+    let digest = sha256(&data);
+    let loc = h.start("small").await;
+    h.take_calls();
+    let r = h.send(Method::PATCH, &loc, &[], &data).await;
+    assert_eq!((r.status, r.header("range")), (StatusCode::ACCEPTED, Some("0-299999")));
+    assert_eq!(h.take_calls(), 1, "the PATCH writes the blob, nothing else");
+    assert_eq!(h.keys("").await, vec![format!("blobs/sha256/{}", &digest[7..]), "config/upload-secret".into()]);
+    let sealed = r.location();
+    assert_eq!(r.header("docker-upload-uuid"), sealed.rsplit('/').next());
+    assert_eq!(h.get(&sealed).await.header("range"), Some("0-299999"));
+    assert_eq!(h.get(&format!("/v2/small/blobs/{digest}")).await.status, StatusCode::NOT_FOUND, "not linked yet");
+    h.take_calls();
+    let r = h.send(Method::PUT, &format!("{sealed}?digest={digest}"), &[], b"").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(h.take_calls(), 1, "the PUT links the blob, nothing else: {:?}", h.last_calls.lock().unwrap());
+    assert_eq!(h.get(&format!("/v2/small/blobs/{digest}")).await.body.as_ref(), data.as_slice());
+    // The URL names bytes the client sent, in its repository only, and cannot be forged.
+    assert_eq!(h.get(&sealed.replace("/v2/small/", "/v2/other/")).await.status, StatusCode::NOT_FOUND);
+    let other = sha256(b"other");
+    let forged = sealed.replace(&digest[7..], &other[7..]);
+    let r = h.send(Method::PUT, &format!("{forged}?digest={other}"), &[], b"").await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"));
+    // More bytes through the sealed URL continue the upload as a stored session.
+    let loc = h.start("small").await;
+    let first = h.send(Method::PATCH, &loc, &[], &data[..1000]).await.location();
+    let r = h.send(Method::PATCH, &first, &[("content-range", "1000-299999")], &data[1000..]).await;
+    assert_eq!((r.status, r.header("range")), (StatusCode::ACCEPTED, Some("0-299999")));
+    let stale = h.send(Method::PATCH, &first, &[("content-range", "1000-1999")], &data[1000..2000]).await;
+    assert_eq!((stale.status, stale.header("range")), (StatusCode::RANGE_NOT_SATISFIABLE, Some("0-299999")));
+    let r = h.send(Method::PUT, &format!("{}?digest={digest}", r.location()), &[], b"").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    // Or through its PUT, in another algorithm.
+    let loc = h.start("small").await;
+    let first = h.send(Method::PATCH, &loc, &[], &data[..1000]).await.location();
+    let sha512 = sha512(&data);
+    let r = h.send(Method::PUT, &format!("{first}?digest={sha512}"), &[], &data[1000..]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(h.get(&format!("/v2/small/blobs/{sha512}")).await.body.as_ref(), data.as_slice());
+    assert!(h.open_uploads().await.is_empty());
 }
 
 #[tokio::test]
@@ -85,26 +135,27 @@ async fn sha512_digest_of_a_multipart_session() {
     let h = Harness::new();
     let data = random_bytes(11 * 1024 * 1024, 8);
     let loc = h.start("x").await;
-    assert_eq!(h.send(Method::PATCH, &loc, &[], &data[..6 * 1024 * 1024]).await.status, StatusCode::ACCEPTED);
+    let r = h.send(Method::PATCH, &loc, &[], &data[..6 * 1024 * 1024]).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
     let digest = sha512(&data);
-    let r = h.send(Method::PUT, &format!("{loc}?digest={digest}"), &[], &data[6 * 1024 * 1024..]).await;
+    let r = h.send(Method::PUT, &format!("{}?digest={digest}", r.location()), &[], &data[6 * 1024 * 1024..]).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     assert_eq!(h.get(&format!("/v2/x/blobs/{digest}")).await.body.as_ref(), data.as_slice());
     // A wrong sha512 is caught by reading the bytes back, and nothing becomes visible.
     let loc = h.start("x").await;
-    h.send(Method::PATCH, &loc, &[], &data).await;
+    let loc = h.send(Method::PATCH, &loc, &[], &data).await.location();
     let wrong = sha512(b"nope");
     let r = h.send(Method::PUT, &format!("{loc}?digest={wrong}"), &[], b"").await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
     assert_eq!(h.keys("blobs/sha512/").await.len(), 1);
-    assert!(h.keys("uploads/").await.is_empty());
+    assert!(h.open_uploads().await.is_empty());
 }
 
 #[tokio::test]
 async fn wrong_digest_on_put_leaves_nothing_under_blobs() {
     let h = Harness::new();
     let loc = h.start("w").await;
-    h.send(Method::PATCH, &loc, &[], &random_bytes(7 * 1024 * 1024, 9)).await;
+    let loc = h.send(Method::PATCH, &loc, &[], &random_bytes(7 * 1024 * 1024, 9)).await.location();
     let r = h.send(Method::PUT, &format!("{loc}?digest={}", sha256(b"x")), &[], b"").await;
     assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
     assert!(h.keys("blobs/").await.is_empty());
@@ -118,16 +169,18 @@ async fn wrong_digest_on_put_leaves_nothing_under_blobs() {
 #[tokio::test]
 async fn cancel_and_unknown_sessions() {
     let h = Harness::new();
-    let loc = h.start("z").await;
-    h.send(Method::PATCH, &loc, &[], &random_bytes(6 * 1024 * 1024, 10)).await;
-    assert_eq!(h.delete(&loc).await.status, StatusCode::NO_CONTENT);
-    assert!(h.keys("uploads/").await.is_empty());
+    let first = h.start("z").await;
+    let loc = h.send(Method::PATCH, &first, &[], &random_bytes(6 * 1024 * 1024, 10)).await.location();
+    assert_eq!(h.delete(&first).await.status, StatusCode::NO_CONTENT);
+    assert!(h.open_uploads().await.is_empty());
     for (method, uri) in [
-        (Method::GET, loc.clone()),
+        (Method::GET, first.clone()),
         (Method::PATCH, loc.clone()),
         (Method::PUT, format!("{loc}?digest={}", sha256(b""))),
         (Method::DELETE, loc.clone()),
+        (Method::DELETE, first.clone()),
         (Method::GET, "/v2/z/blobs/uploads/not-a-session".into()),
+        (Method::GET, "/v2/z/blobs/uploads/not.sealed".into()),
     ] {
         let r = h.send(method.clone(), &uri, &[], b"").await;
         assert_eq!((r.status, r.code().as_str()), (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"), "{method} {uri}");

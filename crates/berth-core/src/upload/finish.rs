@@ -1,6 +1,12 @@
 //! `PUT /v2/<name>/blobs/uploads/<id>?digest=<digest>` (end-6): takes an optional last chunk,
 //! verifies the digest, stores the blob once under `blobs/`, links it and ends the session.
 //!
+//! Through a sealed URL, without `Content-Range`: a session that holds the blob of that digest
+//! and gets no more bytes is finished by the link alone; a fresh one takes the whole blob
+//! straight to its key. Any other sealed session (a last chunk, a fresh URL closed with no
+//! body) is finished as its stored session, or as one made from its URL (which has nothing
+//! stored to end).
+//!
 //! Completion is a small state machine: the request's bytes are received first (a failure there
 //! leaves the session as it was, for the client to resume); then the [`Finish`] strategy is
 //! decided from what was received; then it runs; then the session ends, in one place, with
@@ -8,14 +14,16 @@
 
 use berth_storage::{Condition, StorageError};
 use futures_util::StreamExt;
+use http::header::{CONTENT_RANGE, TRANSFER_ENCODING};
 
+use super::sealed::Held;
 use super::session::Session;
-use super::{created, digest_mismatch};
+use super::{Url, created, digest_mismatch};
 use crate::digest::{Digest, Hasher};
 use crate::error::{ErrorKind, RegistryError, Result};
-use crate::http::{Reply, RequestBody};
+use crate::http::{Reply, RequestBody, content_length, header};
 use crate::names::Name;
-use crate::writer::PartWriter;
+use crate::writer::{Multipart, PartWriter};
 use crate::{Registry, Req, keys};
 
 /// How a session's bytes become the blob.
@@ -54,7 +62,76 @@ impl Registry {
                 )
             })?
             .parse()?;
-        let (session, _) = Session::load(&self.store, name, id).await?;
+        let sealed = match self.open_url(name, id).await? {
+            Url::Stored(id) => {
+                let (session, _) = Session::load(&self.store, name, &id).await?;
+                let (linked, open) = self.finish_session(name, &id, &session, &digest, req, body).await?;
+                session.end(&self.store, &id, open.as_ref()).await;
+                return linked.map(|()| created(name, &digest));
+            }
+            Url::Sealed(sealed) => sealed,
+        };
+        // A chunk (`Content-Range`) may continue the session through a stale URL: it is stored.
+        // So is an empty body through a fresh URL (unless the blob is empty): the client is
+        // closing a session it sent chunks to through that URL.
+        let length = content_length(&req.headers)?;
+        let empty = length == Some(0) || (length.is_none() && !req.headers.contains_key(TRANSFER_ENCODING));
+        if header(&req.headers, &CONTENT_RANGE).is_none() {
+            match &sealed.held {
+                None if !empty || digest == Digest::of(digest.algorithm(), b"") => {
+                    self.write_blob(name, &digest, body, length).await?;
+                    return Ok(created(name, &digest));
+                }
+                None => {}
+                // The held bytes have that digest: any more would not.
+                Some(held) if held.digest == digest && length.unwrap_or(0) == 0 => {
+                    while let Some(chunk) = body.next().await {
+                        if chunk.map_or(true, |c| !c.is_empty()) {
+                            return Err(digest_mismatch(&digest));
+                        }
+                    }
+                    self.link_held(name, held, sealed.offset).await?;
+                    return Ok(created(name, &digest));
+                }
+                Some(_) => {}
+            }
+        }
+        let (session, etag) = self.promote(name, &sealed).await?;
+        let (linked, open) = self.finish_session(name, &sealed.id, &session, &digest, req, body).await?;
+        match etag {
+            Some(_) => session.end(&self.store, &sealed.id, open.as_ref()).await,
+            None => session.release(&self.store, &sealed.id, open.as_ref()).await,
+        }
+        linked.map(|()| created(name, &digest))
+    }
+
+    /// Links the blob a sealed session holds: as its own while it is young (see `gc`), else
+    /// claimed like any stored blob, once checked to be there still.
+    async fn link_held(&self, name: &Name, held: &Held, size: u64) -> Result<()> {
+        let own = held.own();
+        if !own && !self.store.exists(&keys::blob(&held.digest)).await? {
+            return Err(RegistryError::new(
+                ErrorKind::BlobUploadUnknown,
+                "the upload's bytes were removed by garbage collection meanwhile; upload the blob again",
+            ));
+        }
+        self.link_blob(name, &held.digest, size).await?;
+        self.claim_blob(name, &held.digest, own).await
+    }
+
+    /// Finishes session `id` from its state `session`: fails when receiving the request's bytes
+    /// fails (the session stays as it was), else answers the outcome and the multipart upload
+    /// left open, for the caller to end the session with.
+    async fn finish_session(
+        &self,
+        name: &Name,
+        id: &str,
+        session: &Session,
+        digest: &Digest,
+        req: &Req,
+        body: &mut RequestBody,
+    ) -> Result<(Result<()>, Option<Multipart>)> {
+        let digest = digest.clone();
         let expected = super::chunk_length(req, session.offset)?;
         // Receive: a failure before the digest is checked leaves the session as it was.
         let (finish, size) = if session.offset == 0 {
@@ -91,9 +168,7 @@ impl Registry {
             },
             (other, _) => other.map(drop),
         };
-        // End: the one place a finished session ends.
-        session.end(&self.store, id, open.as_ref()).await;
-        linked.map(|()| created(name, &digest))
+        Ok((linked, open))
     }
 
     /// Decides how to finish once every byte is in.
@@ -116,7 +191,7 @@ impl Registry {
     /// with another algorithm); a blob stored meanwhile by a racing upload is left as it is.
     /// Whether this request created the blob.
     async fn put_whole(&self, digest: &Digest, verified: bool, writer: PartWriter) -> Result<bool> {
-        let (_, bytes) = writer.suspend().await?;
+        let bytes = writer.into_bytes();
         if !verified && Digest::of(digest.algorithm(), &bytes) != *digest {
             return Err(digest_mismatch(digest));
         }

@@ -1,13 +1,28 @@
 //! Upload endpoints (OCI Distribution Spec, "Pushing blobs"): `POST` (end-4a/4b/11),
 //! `PATCH` (end-5), `PUT` (end-6), `GET` (end-13) and `DELETE` on `/v2/<name>/blobs/uploads/…`.
 //!
-//! Sessions are stateless for the server ([`session`]): each PATCH reads the state, streams its
-//! body through the hash into parts, and writes the state back. The final `PUT` verifies the
-//! digest from the saved hash state (no re-read of the data) and only then makes the bytes
-//! visible under `blobs/`, with `CreateOnly` ([`finish`]). A blob whose digest is known before
-//! its bytes (`POST ?digest=`, a `PUT` carrying the whole blob) streams straight to its key.
+//! Sessions are stateless for the server. A session starts sealed ([`sealed`]): its URL carries
+//! it, and a streamed `PATCH` of less than a part stores its bytes once, as the blob of their own
+//! digest, for the final `PUT` to link. A session that needs more (chunks, bytes beyond a part)
+//! is stored ([`session`]): each PATCH reads the state, streams its body through the hash into
+//! parts, and writes the state back; the final `PUT` verifies the digest from the saved hash
+//! state (no re-read of the data) and only then makes the bytes visible under `blobs/`, with
+//! `CreateOnly` ([`finish`]). A blob whose digest is known before its bytes (`POST ?digest=`, a
+//! `PUT` carrying the whole blob) streams straight to its key.
+//!
+//! Storage calls one after another per request (S3; `+1` on an instance's first upload, which
+//! reads the upload secret), for a client that streams each blob in one `PATCH` (docker,
+//! containerd, skopeo, podman):
+//!
+//! | request | blob of less than a part | larger blob |
+//! |---|---|---|
+//! | `POST` | none | none |
+//! | `PATCH` (streamed) | 1: the blob, `CreateOnly` | create, parts (2 at once), state |
+//! | `PUT ?digest=` | 1: link (+1 claim, see `gc`) | state; complete; copy; link, then data and state cleanup |
+//! | `POST ?digest=`, or `PUT` with the whole body | blob `HEAD`, blob, link | `HEAD`, create, parts, complete, link |
 
 mod finish;
+mod sealed;
 pub(crate) mod session;
 
 use berth_storage::MIN_PART_SIZE;
@@ -16,12 +31,22 @@ use futures_util::StreamExt;
 use http::StatusCode;
 use http::header::{CONTENT_RANGE, LOCATION, RANGE};
 
+pub(crate) use self::sealed::Seal;
+use self::sealed::{Held, Sealed};
 use self::session::Session;
 use crate::digest::{Digest, Hasher};
 use crate::error::{ErrorKind, RegistryError, Result};
 use crate::http::{Reply, RequestBody, content_length, header, headers};
 use crate::names::Name;
 use crate::writer::{Multipart, PartWriter};
+
+/// How an upload URL names its session.
+enum Url {
+    /// Sealed: carried by the URL itself.
+    Sealed(Sealed),
+    /// Stored under this id.
+    Stored(String),
+}
 use crate::{Registry, Req, keys};
 
 /// The `Range` header value for `offset` received bytes (`0-0` before the first byte).
@@ -92,9 +117,9 @@ impl Registry {
             self.write_blob(name, &digest, body, expected).await?;
             return Ok(created(name, &digest));
         }
-        let id = uuid::Uuid::new_v4().to_string();
-        Session::create(&self.store, name, &id).await?;
-        let mut reply = self.in_progress(StatusCode::ACCEPTED, req, name, &id, 0);
+        let fresh = Sealed { id: uuid::Uuid::new_v4().simple().to_string(), offset: 0, held: None };
+        let url = self.seal().await?.seal(name, &fresh);
+        let mut reply = self.in_progress(StatusCode::ACCEPTED, req, name, &url, 0);
         if let (Some(max), None) = (self.config.max_body, &self.config.upload_url) {
             reply = reply.header(headers::OCI_CHUNK_MIN_LENGTH, MIN_PART_SIZE.min(max).to_string());
         }
@@ -216,34 +241,152 @@ impl Registry {
         }
     }
 
+    /// The registry's upload secret, read or made on first use.
+    async fn seal(&self) -> Result<&Seal> {
+        self.seal.get_or_try_init(|| Seal::load(&self.store)).await
+    }
+
+    /// The session an upload URL's last segment names: sealed (checked, else unknown) or stored.
+    async fn open_url(&self, name: &Name, id: &str) -> Result<Url> {
+        if !sealed::is_sealed(id) {
+            return Ok(Url::Stored(id.to_string()));
+        }
+        self.seal().await?.open(name, id).map(Url::Sealed).ok_or_else(|| session::unknown(id))
+    }
+
+    /// The stored session of sealed URL `sealed` — stored by a request through another of its
+    /// URLs, or else made from the URL (reading its blob back) — and the version of its state
+    /// (`None`: not stored yet).
+    async fn promote(&self, name: &Name, sealed: &Sealed) -> Result<(Session, Option<String>)> {
+        if let Some((session, etag)) = Session::load_opt(&self.store, name, &sealed.id).await? {
+            return Ok((session, Some(etag)));
+        }
+        let mut hasher = Hasher::new(session::SESSION_ALGORITHM);
+        let tail = match &sealed.held {
+            None => Bytes::new(),
+            Some(held) => {
+                let bytes = self.store.read_opt(&keys::blob(&held.digest)).await?;
+                // Removed by garbage collection: the session's bytes are gone.
+                let bytes = bytes.ok_or_else(|| session::unknown(&sealed.id))?;
+                hasher.update(&bytes);
+                bytes
+            }
+        };
+        Ok((Session::new(name, sealed.offset, &hasher, tail), None))
+    }
+
     /// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk (with `Content-Range`) or a
     /// stream (without) and answers 202 with the new `Range`.
     pub(crate) async fn patch_upload(&self, name: &Name, id: &str, req: &Req, body: &mut RequestBody) -> Result<Reply> {
-        let (mut session, etag) = Session::load(&self.store, name, id).await?;
-        let expected = chunk_length(req, session.offset)?;
-        let (mut hasher, mut writer) = session.resume(&self.store, id, &self.buffers).await?;
-        let received = self.receive(body, expected, &mut hasher, Some(&mut writer)).await?;
-        if received > 0 {
-            let (multipart, tail) = writer.suspend().await?;
-            let replaced = session.advance(&self.store, id, received, &hasher, multipart, tail).await?;
-            session.save(&self.store, id, etag).await?;
-            if let Some(old) = replaced {
-                self.store.cleanup(&old).await;
+        // The session's id, the URL it was reached by, its state and the state's version.
+        let (id, url, mut session, etag) = match self.open_url(name, id).await? {
+            Url::Sealed(sealed) if sealed.held.is_none() && header(&req.headers, &CONTENT_RANGE).is_none() => {
+                return self.patch_sealed(name, id, sealed, req, body).await;
             }
+            Url::Sealed(sealed) => {
+                let (session, etag) = self.promote(name, &sealed).await?;
+                (sealed.id, id.to_string(), session, etag)
+            }
+            Url::Stored(id) => {
+                let (session, etag) = Session::load(&self.store, name, &id).await?;
+                (id.clone(), id, session, Some(etag))
+            }
+        };
+        let expected = chunk_length(req, session.offset)?;
+        let (mut hasher, mut writer) = session.resume(&self.store, &id, &self.buffers).await?;
+        let received = self.receive(body, expected, &mut hasher, Some(&mut writer)).await?;
+        if received == 0 {
+            return Ok(self.in_progress(StatusCode::ACCEPTED, req, name, &url, session.offset));
         }
-        Ok(self.in_progress(StatusCode::ACCEPTED, req, name, id, session.offset))
+        let (multipart, tail) = writer.suspend().await?;
+        let replaced = session.advance(&self.store, &id, received, &hasher, multipart, tail).await?;
+        session.save(&self.store, &id, etag).await?;
+        if let Some(old) = replaced {
+            self.store.cleanup(&old).await;
+        }
+        Ok(self.in_progress(StatusCode::ACCEPTED, req, name, &id, session.offset))
     }
 
-    /// `GET /v2/<name>/blobs/uploads/<id>`: 204 with the session's `Range`.
+    /// A streamed `PATCH` of a fresh sealed session: bytes that fit in a part become the blob of
+    /// their digest, named by the next sealed URL; more start a stored session.
+    async fn patch_sealed(
+        &self,
+        name: &Name,
+        url: &str,
+        sealed: Sealed,
+        req: &Req,
+        body: &mut RequestBody,
+    ) -> Result<Reply> {
+        let expected = content_length(&req.headers)?;
+        let key = keys::upload_data(&sealed.id);
+        let mut writer = PartWriter::new(
+            self.store.backend().clone(),
+            key,
+            self.buffers.clone(),
+            Multipart::default(),
+            Bytes::new(),
+        );
+        let mut hasher = Hasher::new(session::SESSION_ALGORITHM);
+        let received = match self.receive(body, expected, &mut hasher, Some(&mut writer)).await {
+            Ok(n) => n,
+            Err(e) => return Err(abandon(Some(writer), e).await),
+        };
+        if received == 0 {
+            return Ok(self.in_progress(StatusCode::ACCEPTED, req, name, url, 0));
+        }
+        if !writer.is_multipart() {
+            let digest = hasher.finish();
+            let created = self.store.create(&keys::blob(&digest), writer.into_bytes()).await?;
+            let held = Held { digest, created, at: sealed::now() };
+            let next = Sealed { id: sealed.id, offset: received, held: Some(held) };
+            let url = self.seal().await?.seal(name, &next);
+            return Ok(self.in_progress(StatusCode::ACCEPTED, req, name, &url, received));
+        }
+        let (multipart, tail) = writer.suspend().await?;
+        let mut session = Session::fresh(name);
+        let open = multipart.clone();
+        let stored = async {
+            session.advance(&self.store, &sealed.id, received, &hasher, multipart, tail).await?;
+            session.save(&self.store, &sealed.id, None).await
+        };
+        if let Err(e) = stored.await {
+            session.release(&self.store, &sealed.id, Some(&open)).await;
+            return Err(e);
+        }
+        Ok(self.in_progress(StatusCode::ACCEPTED, req, name, &sealed.id, session.offset))
+    }
+
+    /// `GET /v2/<name>/blobs/uploads/<id>`: 204 with the session's `Range` (a sealed URL's own,
+    /// unless the session was stored since through another of its URLs).
     pub(crate) async fn upload_status(&self, name: &Name, id: &str, req: &Req) -> Result<Reply> {
-        let (session, _) = Session::load(&self.store, name, id).await?;
-        Ok(self.in_progress(StatusCode::NO_CONTENT, req, name, id, session.offset))
+        let (id, offset) = match self.open_url(name, id).await? {
+            Url::Sealed(sealed) => match Session::load_opt(&self.store, name, &sealed.id).await? {
+                Some((session, _)) => (sealed.id, session.offset),
+                None => (id.to_string(), sealed.offset),
+            },
+            Url::Stored(id) => {
+                let (session, _) = Session::load(&self.store, name, &id).await?;
+                (id, session.offset)
+            }
+        };
+        Ok(self.in_progress(StatusCode::NO_CONTENT, req, name, &id, offset))
     }
 
-    /// `DELETE /v2/<name>/blobs/uploads/<id>`: cancels the session (204).
+    /// `DELETE /v2/<name>/blobs/uploads/<id>`: cancels the session (204). A sealed session's blob
+    /// stays, unlinked, for garbage collection.
     pub(crate) async fn cancel_upload(&self, name: &Name, id: &str) -> Result<Reply> {
-        let (session, _) = Session::load(&self.store, name, id).await?;
-        session.end(&self.store, id, Some(&session.multipart)).await;
+        let (id, session) = match self.open_url(name, id).await? {
+            Url::Sealed(sealed) => {
+                let stored = Session::load_opt(&self.store, name, &sealed.id).await?.map(|(s, _)| s);
+                (sealed.id, stored.unwrap_or_else(|| Session::fresh(name)))
+            }
+            Url::Stored(id) => {
+                let (session, _) = Session::load(&self.store, name, &id).await?;
+                (id, session)
+            }
+        };
+        let open = session.multipart.clone();
+        session.end(&self.store, &id, Some(&open)).await;
         Ok(Reply::new(StatusCode::NO_CONTENT))
     }
 }

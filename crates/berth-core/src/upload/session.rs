@@ -1,6 +1,9 @@
-//! An upload session's state and its life: created by the upload `POST`, rewritten by each
-//! `PATCH` with `IfMatch` (of two racing requests one wins, the other fails without touching
-//! what the winner recorded), ended by the final `PUT` or a `DELETE`.
+//! A stored upload session's state and its life: created (`CreateOnly`) by the first `PATCH` a
+//! sealed session cannot take ([`super::sealed`]), rewritten by each later `PATCH` with `IfMatch`
+//! (of two racing requests one wins, the other fails without touching what the winner
+//! recorded), ended by the final `PUT` or a `DELETE`, which leave the state `ended` (so that the
+//! session's first, sealed URL does not take it for a fresh one; garbage collection removes it
+//! once idle).
 //!
 //! The state (`uploads/<id>/state`, JSON) holds the repository, the bytes received, the saved
 //! hash state of those bytes, the multipart upload with every part's ETag, and the tail: the
@@ -41,6 +44,9 @@ pub(crate) struct Session {
     /// The received bytes not in a part yet.
     #[serde(flatten)]
     pub(super) tail: Tail,
+    /// The session was finished or cancelled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    ended: bool,
 }
 
 /// The received bytes of a session that are not in a part yet.
@@ -102,50 +108,69 @@ fn corrupt(id: &str, what: impl std::fmt::Display) -> RegistryError {
 }
 
 impl Session {
-    /// A new, empty session of repository `name`, stored under `id`.
-    pub(super) async fn create(store: &Store, name: &Name, id: &str) -> Result<Self> {
-        let session = Session {
+    /// A session of repository `name` that has received `offset` bytes, hashed into `hasher`,
+    /// all of them still in `tail`.
+    pub(super) fn new(name: &Name, offset: u64, hasher: &Hasher, tail: Bytes) -> Self {
+        Session {
             name: name.to_string(),
-            offset: 0,
-            hash: Hasher::new(SESSION_ALGORITHM).save(),
+            offset,
+            hash: hasher.save(),
             multipart: Multipart::default(),
-            tail: Tail::Empty,
-        };
-        if !store.create(&keys::upload_state(id), session.bytes()?).await? {
-            return Err(StorageError::Invalid(format!("upload id {id} exists already")).into());
+            tail: if tail.is_empty() { Tail::Empty } else { Tail::Inline(tail) },
+            ended: false,
         }
-        Ok(session)
+    }
+
+    /// A session of repository `name` that has received nothing.
+    pub(super) fn fresh(name: &Name) -> Self {
+        Self::new(name, 0, &Hasher::new(SESSION_ALGORITHM), Bytes::new())
     }
 
     /// Session `id` of repository `name`, and the version of its state.
     pub(super) async fn load(store: &Store, name: &Name, id: &str) -> Result<(Self, String)> {
-        let (session, etag) = Self::load_any(store, id).await?;
-        if session.name != name.as_str() {
-            return Err(unknown(id));
-        }
-        Ok((session, etag))
+        Self::load_opt(store, name, id).await?.ok_or_else(|| unknown(id))
     }
 
-    /// Session `id`, of whichever repository, and the version of its state.
-    pub(crate) async fn load_any(store: &Store, id: &str) -> Result<(Self, String)> {
+    /// Session `id` of repository `name` and the version of its state; `None` if it has none
+    /// (a sealed session).
+    pub(super) async fn load_opt(store: &Store, name: &Name, id: &str) -> Result<Option<(Self, String)>> {
+        let Some((session, etag)) = Self::load_any(store, id).await? else { return Ok(None) };
+        if session.name != name.as_str() || session.ended {
+            return Err(unknown(id));
+        }
+        Ok(Some((session, etag)))
+    }
+
+    /// Session `id`, of whichever repository, ended or not, and the version of its state.
+    pub(crate) async fn load_any(store: &Store, id: &str) -> Result<Option<(Self, String)>> {
         let valid_id = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !valid_id {
             return Err(unknown(id));
         }
-        let object = store.get_opt(&keys::upload_state(id), None).await?.ok_or_else(|| unknown(id))?;
+        let Some(object) = store.get_opt(&keys::upload_state(id), None).await? else { return Ok(None) };
         let etag = object.meta.etag.clone();
         let session: Session = serde_json::from_slice(&object.bytes().await?).map_err(|e| corrupt(id, e))?;
-        Ok((session, etag))
+        Ok(Some((session, etag)))
     }
 
-    /// Writes the session back if its state is still version `etag`.
-    pub(super) async fn save(&self, store: &Store, id: &str, etag: String) -> Result<()> {
-        match store.replace(&keys::upload_state(id), self.bytes()?, etag).await? {
-            Replaced::Done => Ok(()),
-            Replaced::Changed => Err(RegistryError::new(
+    /// Writes the session back if its state is still version `etag`, or creates it (`None`)
+    /// if it has none yet.
+    pub(super) async fn save(&self, store: &Store, id: &str, etag: Option<String>) -> Result<()> {
+        let changed = || {
+            RegistryError::new(
                 ErrorKind::BlobUploadOutOfOrder,
                 "the upload was changed by a concurrent request; GET the upload for its progress and resume",
-            )),
+            )
+        };
+        let Some(etag) = etag else {
+            return match store.create(&keys::upload_state(id), self.bytes()?).await? {
+                true => Ok(()),
+                false => Err(changed()),
+            };
+        };
+        match store.replace(&keys::upload_state(id), self.bytes()?, etag).await? {
+            Replaced::Done => Ok(()),
+            Replaced::Changed => Err(changed()),
             Replaced::Gone => Err(unknown(id)),
         }
     }
@@ -203,10 +228,28 @@ impl Session {
         })
     }
 
-    /// Ends the session: removes its state and tail, and aborts `open`, the multipart upload of
-    /// its bytes if that is still open. The one place a session ends. Failures only leave
-    /// garbage under `uploads/` (which the bucket's lifecycle expires), so they are logged.
-    pub(crate) async fn end(&self, store: &Store, id: &str, open: Option<&Multipart>) {
+    /// Ends the session: releases what it holds ([`Session::release`]) and leaves its state
+    /// `ended`. The one place a client's session ends. Failures only leave garbage under
+    /// `uploads/` (which garbage collection and the bucket's lifecycle remove), so they are logged.
+    pub(super) async fn end(mut self, store: &Store, id: &str, open: Option<&Multipart>) {
+        self.release(store, id, open).await;
+        self.ended = true;
+        self.offset = 0;
+        self.hash = String::new();
+        self.multipart = Multipart::default();
+        self.tail = Tail::Empty;
+        let ended = match self.bytes() {
+            Ok(bytes) => store.put(&keys::upload_state(id), bytes).await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ended {
+            tracing::warn!(upload = id, error = %e, "could not record the end of an upload session");
+        }
+    }
+
+    /// Aborts `open`, the multipart upload of the session's bytes if that is still open, and
+    /// removes its stored tail; the state stays.
+    pub(crate) async fn release(&self, store: &Store, id: &str, open: Option<&Multipart>) {
         if let Some(multipart) = open
             && let Err(e) = writer::abort(store.backend().as_ref(), &keys::upload_data(id), multipart).await
         {
@@ -215,7 +258,6 @@ impl Session {
         if let Tail::Stored(key) = &self.tail {
             store.cleanup(key).await;
         }
-        store.cleanup(&keys::upload_state(id)).await;
     }
 }
 
@@ -230,8 +272,14 @@ mod tests {
             (Tail::Inline(Bytes::from_static(b"hi")), r#"{"name":"a","offset":0,"hash":"h","inline":"aGk="}"#),
             (Tail::Stored("k".into()), r#"{"name":"a","offset":0,"hash":"h","pending":"k"}"#),
         ] {
-            let session =
-                Session { name: "a".into(), offset: 0, hash: "h".into(), multipart: Multipart::default(), tail };
+            let session = Session {
+                name: "a".into(),
+                offset: 0,
+                hash: "h".into(),
+                multipart: Multipart::default(),
+                tail,
+                ended: false,
+            };
             assert_eq!(serde_json::to_string(&session).unwrap(), json);
             let back: Session = serde_json::from_str(json).unwrap();
             assert_eq!(back.tail, session.tail);
