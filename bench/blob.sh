@@ -11,6 +11,10 @@
 #   pull   GET of the blob into a file (not fsynced), checked against the digest
 # and the server's VmHWM (peak RSS) is read from /proc after the round.
 #
+# With REGISTRY_V3 naming CNCF distribution's `registry` binary (v3; ../shared/conformance's
+# build makes one), the same push and pull go through it too, on its filesystem driver in the
+# same directory ("dist push", "dist pull"), for comparison.
+#
 # Needs curl, coreutils and /proc. Builds the release binary (cargo build --release -p
 # berth-server) only when target/release/berth is missing; BERTH_BIN overrides the binary.
 # Temp files go to a directory under $BENCH_DIR (default: the repo's target/, so the same disk
@@ -56,7 +60,6 @@ round() {
   rm -f "$work/copy-$mib"
 
   push_and_pull "$file" "$digest"
-  rm -f "$file"
 
   row copy "$mib" "$copy_s" "$copy_s"
   row upload "$mib" "$upload_s" "$copy_s"
@@ -66,6 +69,30 @@ round() {
   rss+=("$(printf '%6s MiB blob: peak RSS %s MiB (%s MiB idle)' "$mib" "$(peak_rss_mib)" "$rss_idle")")
   stop_server
   rm -rf "$work/root-$mib"
+  if [ -n "${REGISTRY_V3:-}" ]; then
+    distribution "$file" "$digest"
+    row "dist push" "$mib" "$push_s" "$copy_s"
+    row "dist pull" "$mib" "$pull_s" "$copy_s"
+  fi
+  rm -f "$file"
+}
+
+# The same push and pull through distribution (REGISTRY_V3) on its filesystem driver.
+distribution() {
+  local port config="$work/registry.yml" log="$work/registry.log" i
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+    "$work/dist-root" "$port" >"$config"
+  "$REGISTRY_V3" serve "$config" 2>"$log" &
+  server_pid=$!
+  base="http://127.0.0.1:$port"
+  for i in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/v2/")" = 200 ] && break
+    sleep 0.1
+  done
+  push_and_pull "$1" "$2"
+  stop_server
+  rm -rf "$work/dist-root"
 }
 
 rss=()

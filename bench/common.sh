@@ -60,7 +60,8 @@ row() { # operation MiB seconds copy_seconds
 # Pushes $1 (digest $2) as one streamed PATCH and a PUT, then pulls it back (following a
 # redirect to storage, if any) and checks it; sets upload_s, commit_s, push_s and pull_s. The POST
 # and the pull send the curl arguments in the array creds (credentials), if set; the PATCH and
-# PUT go to the upload Location as it is, as clients send them to an upload host.
+# PUT go to the Location of the answer before them, as it is, as clients send them (to an upload
+# host, too).
 push_and_pull() {
   local file="$1" digest="$2" headers="$work/headers" status location loc_path t0 t1 t2 t3
   t0="$(now)"
@@ -69,10 +70,12 @@ push_and_pull() {
   location="$(awk 'tolower($1) == "location:" { print $2 }' "$headers" | tr -d '\r')"
   case "$location" in http*) loc_path="$location" ;; *) loc_path="$base$location" ;; esac
   # -T streams the file (no Content-Range); "Expect:" skips curl's 100-continue wait.
-  status="$(curl -sS -o /dev/null -w '%{http_code}' -X PATCH -H 'Expect:' \
+  status="$(curl -sS -o /dev/null -D "$headers" -w '%{http_code}' -X PATCH -H 'Expect:' \
     -H 'Content-Type: application/octet-stream' -T "$file" "$loc_path")"
   [ "$status" = 202 ] || { echo "$bench_name: PATCH answered $status" >&2; exit 1; }
   t1="$(now)"
+  location="$(awk 'tolower($1) == "location:" { print $2 }' "$headers" | tr -d '\r')"
+  case "$location" in http*) loc_path="$location" ;; *) loc_path="$base$location" ;; esac
   case "$loc_path" in *\?*) loc_path="$loc_path&digest=$digest" ;; *) loc_path="$loc_path?digest=$digest" ;; esac
   status="$(curl -sS -o /dev/null -w '%{http_code}' -X PUT "$loc_path")"
   [ "$status" = 201 ] || { echo "$bench_name: PUT answered $status" >&2; exit 1; }

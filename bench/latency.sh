@@ -15,6 +15,8 @@
 # (apt-get install skopeo hey). Builds the release binaries when missing (BERTH_BIN picks
 # another berth; PROXY_BIN another proxy). Usage: bench/latency.sh    DELAYS_MS="0 50" bench/latency.sh
 # LAYERS_MIB="1 1" REQUESTS=20 bench/latency.sh (the test suite runs it so, on debug binaries).
+# With REGISTRY_V3 naming CNCF distribution's `registry` binary (v3; ../shared/conformance's build
+# makes one), the same push and pull also go through it ("dist push", "dist pull").
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -92,6 +94,32 @@ p50() { awk '/ 50%% in / || / 50% in / { printf "%.2f", $3 * 1000 }'; }
 rows=()
 row() { rows+=("$(printf '%8s  %-14s %10s %10s %9s' "$@")"); }
 
+# The same push and pull through distribution (REGISTRY_V3) on the same S3 server behind the
+# same proxy, with its S3 driver (redirects on): $1 the delay, $2 the proxy's endpoint.
+distribution() {
+  local port config="$work/registry-$1.yml" t0
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  printf '%s\n' "version: 0.1" "log:" "  level: warn" "storage:" "  s3:" \
+    "    accesskey: $AWS_ACCESS_KEY_ID" "    secretkey: $AWS_SECRET_ACCESS_KEY" "    region: us-east-1" \
+    "    regionendpoint: $2" "    forcepathstyle: true" "    secure: false" "    bucket: $BERTH_TEST_S3_BUCKET" \
+    "    rootdirectory: /bench-latency-dist-$$-$1" "http:" "  addr: 127.0.0.1:$port" >"$config"
+  "$REGISTRY_V3" serve "$config" 2>"$work/registry-$1.log" &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")" = 200 ] && break
+    sleep 0.1
+  done
+  t0="$(now)"
+  skopeo --insecure-policy copy -q --preserve-digests --dest-tls-verify=false "oci:$work/src-$1:v1" \
+    "docker://127.0.0.1:$port/bench/latency:v1"
+  row "$1" "dist push" "$(elapsed "$t0" "$(now)") s" "" "-"
+  t0="$(now)"
+  skopeo --insecure-policy copy -q --preserve-digests --src-tls-verify=false \
+    "docker://127.0.0.1:$port/bench/latency:v1" "oci:$work/dist-back-$1:v1"
+  row "$1" "dist pull" "$(elapsed "$t0" "$(now)") s" "" "-"
+  stop_server
+}
+
 for delay in $delays; do
   round="delay-$delay"
   echo "$bench_name: $delay ms per S3 request" >&2
@@ -131,6 +159,9 @@ for delay in $delays; do
   row "$delay" "blob HEAD" "" "$ms ms" "$(awk -v c="$(calls_since "$mark")" -v n="$requests" 'BEGIN { printf "%.1f", c / n }')"
 
   stop_server
+  if [ -n "${REGISTRY_V3:-}" ]; then
+    distribution "$delay" "$endpoint"
+  fi
   stop_proxy
 done
 

@@ -53,6 +53,8 @@ pub(crate) struct PartWriter {
     progress: Multipart,
     /// Uploads started and not yet recorded in `progress`, oldest first.
     uploading: VecDeque<JoinHandle<Result<Part>>>,
+    /// Where the next part starts in the object: the sizes of the parts so far.
+    offset: u64,
     /// Bytes not yet in a part; a part-sized buffer (charged to the budget) once it outgrows a
     /// small one.
     buf: Buffer,
@@ -69,7 +71,8 @@ impl PartWriter {
     ) -> Self {
         let mut buf = Vec::with_capacity(buffers.part_size().min(pending.len().max(64 * 1024)));
         buf.extend_from_slice(&pending);
-        Self { store, key, buffers, progress, uploading: VecDeque::new(), buf: Buffer::small(buf) }
+        let offset = progress.parts.iter().map(|p| p.size).sum();
+        Self { store, key, buffers, progress, uploading: VecDeque::new(), offset, buf: Buffer::small(buf) }
     }
 
     /// Adds bytes, uploading every full part. Full parts are pooled buffers of exactly the part
@@ -111,10 +114,11 @@ impl PartWriter {
             self.settle_one().await?;
         }
         let number = (self.progress.parts.len() + self.uploading.len()) as u32 + 1;
-        let (store, key) = (Arc::clone(&self.store), self.key.clone());
+        let (store, key, offset) = (Arc::clone(&self.store), self.key.clone(), self.offset);
+        self.offset += data.len() as u64;
         self.uploading.push_back(tokio::spawn(async move {
             let size = data.len() as u64;
-            let etag = store.upload_part(&key, &upload_id, number, data).await?;
+            let etag = store.upload_part(&key, &upload_id, number, offset, data).await?;
             Ok(Part { number, etag, size })
         }));
         Ok(())

@@ -327,7 +327,7 @@ impl Storage for S3Storage {
             .ok_or_else(|| StorageError::backend("CreateMultipartUpload returned no upload id"))
     }
 
-    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String> {
+    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, _offset: u64, body: Bytes) -> Result<String> {
         berth_storage::calls::record("UploadPart");
         let out = self
             .client

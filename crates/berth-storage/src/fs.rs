@@ -6,7 +6,8 @@
 //! <root>/<key>                 the object at `key` (`a/b/c` is the file `<root>/a/b/c`)
 //! <root>/.tmp/<uuid>           files being written, or hard links of objects being copied
 //! <root>/.multipart/<id>/key   the key upload `id` will become
-//! <root>/.multipart/<id>/<n>   part `n` of that upload
+//! <root>/.multipart/<id>/data  the upload's bytes: each part written at its offset
+//! <root>/.multipart/<id>/<n>   part `n`: its offset, size and ETag
 //! <root>/.lock                 locked while a write commits or a delete runs (see Atomicity)
 //! ```
 //!
@@ -25,6 +26,17 @@
 //! A committed file is never modified, so an object's ETag derives from its inode, mtime (set
 //! with nanosecond precision on write) and size, and a copy is a hard link of the source.
 //!
+//! # Multipart uploads
+//!
+//! The parts of an upload go into one file, each at its offset (given by the caller), so that
+//! completing it writes nothing again: the file is checked against the parts asked for, cut to
+//! their length, fsynced, and committed like any write. Each part's record (`<n>`: offset, size,
+//! and a fresh ETag per write) is written before its bytes, both under an exclusive `flock` of the
+//! data file; a completion takes the same lock and unlinks the data file from the upload before
+//! releasing it, and a writer that then gets the lock finds its file gone from the upload and
+//! writes nothing. So of two writes of one part, the recorded ETag is always that of the bytes
+//! in the file, and no write reaches a committed object.
+//!
 //! Commits and deletes are serialized, which makes `IfMatch` (compare, then rename) atomic: a
 //! mutex orders the threads of a process, and an advisory lock (`flock`) on `<root>/.lock`
 //! orders processes, so `berth serve` and `berth gc` (or two servers) may share a root.
@@ -38,7 +50,7 @@
 use std::fs::{self, File, Metadata};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::ops::Range;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -60,6 +72,8 @@ const MULTIPART: &str = ".multipart";
 const LOCK: &str = ".lock";
 /// The file of an upload directory that records its key.
 const KEY_FILE: &str = "key";
+/// The file of an upload directory that holds its bytes.
+const DATA_FILE: &str = "data";
 /// Temp files older than this are left over from a crash.
 const STALE_TMP: Duration = Duration::from_secs(3600);
 /// Size of the chunks a read streams.
@@ -83,6 +97,15 @@ struct Inner {
 
 /// The exclusive right to commit and delete in a root, across threads and processes.
 struct Exclusive<'a>(MutexGuard<'a, File>);
+
+/// An upload's data file, locked exclusively (`flock`) until dropped.
+struct Locked(File);
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&self.0, FlockOperation::Unlock);
+    }
+}
 
 impl Drop for Exclusive<'_> {
     fn drop(&mut self) {
@@ -363,45 +386,103 @@ impl Inner {
         Ok(id)
     }
 
-    fn upload_part(&self, key: &str, id: &str, number: u32, body: &[u8]) -> Result<String> {
-        check_part_number(number)?;
+    /// The data file of upload `id` of `key`, opened and locked exclusively, if it still belongs
+    /// to the upload (a completion unlinks it under the same lock).
+    fn lock_data(&self, key: &str, id: &str) -> Result<(PathBuf, Locked)> {
         let dir = self.upload_dir(key, id)?;
-        let (tmp, meta) = self.write_temp(|f| f.write_all(body)).map_err(StorageError::backend)?;
+        let path = dir.join(DATA_FILE);
+        let gone = || StorageError::NotFound(format!("upload {id} of {key}"));
+        let file = match fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
+            Ok(file) => file,
+            Err(e) if is_missing(&e) => return Err(gone()),
+            Err(e) => return Err(StorageError::backend(e)),
+        };
+        rustix::fs::flock(&file, FlockOperation::LockExclusive)
+            .map_err(|e| StorageError::backend(io::Error::from(e)))?;
+        let file = Locked(file);
+        let current = stat(&path).map_err(StorageError::backend)?;
+        let opened = file.0.metadata().map_err(StorageError::backend)?;
+        match current {
+            Some(meta) if meta.ino() == opened.ino() && meta.dev() == opened.dev() => Ok((dir, file)),
+            _ => Err(gone()),
+        }
+    }
+
+    fn upload_part(&self, key: &str, id: &str, number: u32, offset: u64, body: &[u8]) -> Result<String> {
+        check_part_number(number)?;
+        let (dir, data) = self.lock_data(key, id)?;
+        let etag = format!("\"{}\"", uuid::Uuid::new_v4().simple());
+        // The record first: should the bytes not all land, it names a write no session recorded.
+        let record = format!("{offset} {} {etag}", body.len());
+        let (tmp, _) = self.write_temp(|f| f.write_all(record.as_bytes())).map_err(StorageError::backend)?;
         // NotFound here means the upload was aborted meanwhile.
         rename(&tmp.0, &dir.join(number.to_string())).map_err(io_err(&format!("upload {id}")))?;
+        data.0.write_all_at(body, offset).map_err(StorageError::backend)?;
+        data.0.sync_data().map_err(StorageError::backend)?;
         sync_dir(&dir).map_err(StorageError::backend)?;
-        Ok(etag(&meta))
+        Ok(etag)
     }
 
     fn complete_multipart(&self, key: &str, id: &str, parts: &[CompletedPart], cond: &Condition) -> Result<ObjectMeta> {
         let target = self.path(key)?;
-        let dir = self.upload_dir(key, id)?;
-        let part_path = |part: &CompletedPart| dir.join(part.number.to_string());
-        let mut sizes = Vec::with_capacity(parts.len());
+        let (dir, data) = self.lock_data(key, id)?;
+        let records = part_records(&dir).map_err(|e| match e.kind() {
+            // Not a record: written by a version that kept parts as files (its uploads restart).
+            io::ErrorKind::InvalidData => StorageError::Invalid(format!("upload {id}: {e}")),
+            _ => StorageError::backend(e),
+        })?;
+        let mut ranges = Vec::with_capacity(parts.len());
         for part in parts {
-            match stat(&part_path(part)).map_err(StorageError::backend)? {
-                Some(meta) if etag(&meta) == part.etag => sizes.push(meta.len()),
-                _ => {
+            match records.iter().find(|r| r.number == part.number && r.etag == part.etag) {
+                Some(record) => ranges.push((record.number, record.offset..record.offset + record.size)),
+                None => {
                     let msg = format!("part {} is not uploaded with that ETag", part.number);
                     return Err(StorageError::Invalid(msg));
                 }
             }
         }
-        check_part_sizes(&sizes)?;
-        // One part open at a time (there may be 10,000), each checked again once opened.
-        let concat = |out: &mut File| {
-            parts.iter().try_for_each(|part| {
-                let mut file = File::open(part_path(part))?;
-                if etag(&file.metadata()?) != part.etag {
-                    let msg = format!("part {} was uploaded again meanwhile", part.number);
-                    return Err(io::Error::other(msg));
-                }
-                io::copy(&mut file, out).map(drop)
-            })
+        check_part_sizes(&ranges.iter().map(|(_, r)| r.end - r.start).collect::<Vec<_>>())?;
+        // The bytes of every part are those of its recorded write: no other part's lie over them.
+        for (number, range) in &ranges {
+            if let Some(other) =
+                records.iter().find(|r| r.number != *number && r.offset < range.end && range.start < r.offset + r.size)
+            {
+                let msg = format!("parts {number} and {} were written over each other", other.number);
+                return Err(StorageError::Invalid(msg));
+            }
+        }
+        let path = dir.join(DATA_FILE);
+        let length: u64 = ranges.iter().map(|(_, r)| r.end - r.start).sum();
+        let in_place = ranges.iter().scan(0, |at, (_, r)| Some(std::mem::replace(at, r.end) == r.start)).all(|b| b);
+        let (tmp, meta) = if in_place {
+            // The parts lie in order from the start: the data file is the object.
+            let tmp = self.temp_path();
+            let sealed = (|| {
+                data.0.set_len(length)?;
+                // Inodes are reused at once, and mtime may be as coarse as a clock tick: stamp
+                // a precise one so an ETag does not come back.
+                data.0.set_modified(SystemTime::now())?;
+                data.0.sync_all()?;
+                fs::hard_link(&path, &tmp.0)?;
+                // No writer reaches the file once it is not the upload's.
+                fs::remove_file(&path)?;
+                data.0.metadata()
+            })();
+            (tmp, sealed.map_err(io_err(&format!("upload {id}")))?)
+        } else {
+            // Some parts left out, or out of order: their bytes are copied into a new file.
+            let copy = |out: &mut File| {
+                ranges.iter().try_for_each(|(_, r)| {
+                    let mut from = data.0.try_clone()?;
+                    from.seek(SeekFrom::Start(r.start))?;
+                    io::copy(&mut io::Read::take(from, r.end - r.start), out).map(drop)
+                })
+            };
+            self.write_temp(copy).map_err(io_err(&format!("upload {id}")))?
         };
-        let (tmp, meta) = self.write_temp(concat).map_err(io_err(&format!("upload {id}")))?;
+        drop(data);
         let object = self.commit(&tmp, &meta, key, &target, cond)?;
-        // The object is committed; a failure here only leaves the parts behind.
+        // The object is committed; a failure here only leaves the upload's leftovers behind.
         let _ = fs::remove_dir_all(&dir);
         Ok(object)
     }
@@ -415,6 +496,38 @@ impl Inner {
             _ => Ok(()),
         }
     }
+}
+
+/// Where a part's bytes are in an upload's data file, and the ETag of the write that put them.
+struct PartRecord {
+    number: u32,
+    offset: u64,
+    size: u64,
+    etag: String,
+}
+
+/// The part records of the upload in `dir` (`<n>`: `<offset> <size> <etag>`).
+fn part_records(dir: &Path) -> io::Result<Vec<PartRecord>> {
+    let mut records = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(number) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let text = fs::read_to_string(entry.path())?;
+        let fields: Vec<&str> = text.split(' ').collect();
+        let record = match fields[..] {
+            [offset, size, etag] => offset.parse().ok().zip(size.parse().ok()).map(|(offset, size)| PartRecord {
+                number,
+                offset,
+                size,
+                etag: etag.to_string(),
+            }),
+            _ => None,
+        };
+        let unreadable =
+            || io::Error::new(io::ErrorKind::InvalidData, format!("part {number}: unreadable record {text:?}"));
+        records.push(record.ok_or_else(unreadable)?);
+    }
+    Ok(records)
 }
 
 /// Upload ids are ours (simple UUIDs); anything else, like `../x`, names no upload.
@@ -538,9 +651,9 @@ impl Storage for FsStorage {
         self.run("CreateMultipartUpload", key, move |fs| fs.create_multipart(&k)).await
     }
 
-    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String> {
+    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, offset: u64, body: Bytes) -> Result<String> {
         let (k, id) = (key.to_string(), upload_id.to_string());
-        self.run("UploadPart", key, move |fs| fs.upload_part(&k, &id, number, &body)).await
+        self.run("UploadPart", key, move |fs| fs.upload_part(&k, &id, number, offset, &body)).await
     }
 
     async fn complete_multipart(

@@ -173,8 +173,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Starts a multipart upload that will become `key`; returns its upload id.
     async fn create_multipart(&self, key: &str) -> Result<String>;
 
-    /// Uploads part `number` (1-based) of an upload; returns the part's ETag.
-    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<String>;
+    /// Uploads part `number` (1-based) of an upload, which starts `offset` bytes into the object
+    /// (the sizes of the parts before it: the filesystem writes it there, S3 has no use for it);
+    /// returns the part's ETag.
+    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, offset: u64, body: Bytes) -> Result<String>;
 
     /// Assembles exactly `parts`, in order, into `key` if `cond` holds. Every part but the last
     /// must be at least [`MIN_PART_SIZE`] bytes.

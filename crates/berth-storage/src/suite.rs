@@ -275,9 +275,9 @@ pub async fn list(store: &dyn Storage) {
     assert_eq!((page.keys().len(), page.truncated), (1, true));
 }
 
-async fn upload(store: &dyn Storage, key: &str, id: &str, number: u32, body: Bytes) -> CompletedPart {
+async fn upload(store: &dyn Storage, key: &str, id: &str, number: u32, offset: u64, body: Bytes) -> CompletedPart {
     let size = body.len() as u64;
-    let etag = store.upload_part(key, id, number, body).await.unwrap();
+    let etag = store.upload_part(key, id, number, offset, body).await.unwrap();
     CompletedPart { number, etag, size }
 }
 
@@ -287,10 +287,10 @@ pub async fn multipart(store: &dyn Storage) {
     let first = pattern(MIN_PART_SIZE as usize);
     let id = store.create_multipart(&key).await.unwrap();
     // Parts may arrive in any order, and a part may be uploaded again.
-    let second = upload(store, &key, &id, 2, Bytes::from_static(b"draft")).await;
-    let second_again = upload(store, &key, &id, 2, Bytes::from_static(b"tail")).await;
+    let second = upload(store, &key, &id, 2, MIN_PART_SIZE, Bytes::from_static(b"draft")).await;
+    let second_again = upload(store, &key, &id, 2, MIN_PART_SIZE, Bytes::from_static(b"tail")).await;
     assert_ne!(second.etag, second_again.etag);
-    let first_part = upload(store, &key, &id, 1, first.clone()).await;
+    let first_part = upload(store, &key, &id, 1, 0, first.clone()).await;
     assert!(not_found(store.head(&key).await), "visible before completion");
 
     let meta = store.complete_multipart(&key, &id, &[first_part, second_again], Condition::CreateOnly).await.unwrap();
@@ -305,7 +305,7 @@ pub async fn multipart(store: &dyn Storage) {
     // A single part may be small.
     let small = scope("multipart") + "small";
     let id = store.create_multipart(&small).await.unwrap();
-    let part = upload(store, &small, &id, 1, Bytes::from_static(b"only")).await;
+    let part = upload(store, &small, &id, 1, 0, Bytes::from_static(b"only")).await;
     store.complete_multipart(&small, &id, &[part], Condition::Overwrite).await.unwrap();
     assert_eq!(read(store, &small).await, &b"only"[..]);
 }
@@ -315,8 +315,8 @@ pub async fn multipart_errors(store: &dyn Storage) {
     let scope = scope("multipart-errors");
     let key = scope.clone() + "blob";
     let id = store.create_multipart(&key).await.unwrap();
-    let small = upload(store, &key, &id, 1, Bytes::from_static(b"too small")).await;
-    let last = upload(store, &key, &id, 2, Bytes::from_static(b"last")).await;
+    let small = upload(store, &key, &id, 1, 0, Bytes::from_static(b"too small")).await;
+    let last = upload(store, &key, &id, 2, 9, Bytes::from_static(b"last")).await;
     let both = [small.clone(), last.clone()];
     let done = store.complete_multipart(&key, &id, &both, Condition::Overwrite).await;
     assert!(done.is_err(), "a non-final part below MIN_PART_SIZE");
@@ -324,7 +324,7 @@ pub async fn multipart_errors(store: &dyn Storage) {
     assert!(store.complete_multipart(&key, &id, &[wrong], Condition::Overwrite).await.is_err());
     let unknown = CompletedPart { number: 3, etag: last.etag.clone(), size: last.size };
     assert!(store.complete_multipart(&key, &id, &[unknown], Condition::Overwrite).await.is_err());
-    assert!(store.upload_part(&key, &id, 0, Bytes::from_static(b"zero")).await.is_err());
+    assert!(store.upload_part(&key, &id, 0, 0, Bytes::from_static(b"zero")).await.is_err());
     assert!(not_found(store.head(&key).await));
     // The upload survives failed completions.
     store.complete_multipart(&key, &id, std::slice::from_ref(&last), Condition::Overwrite).await.unwrap();
@@ -332,7 +332,7 @@ pub async fn multipart_errors(store: &dyn Storage) {
 
     // CreateOnly onto an existing key.
     let id = store.create_multipart(&key).await.unwrap();
-    let part = upload(store, &key, &id, 1, Bytes::from_static(b"new")).await;
+    let part = upload(store, &key, &id, 1, 0, Bytes::from_static(b"new")).await;
     let done = store.complete_multipart(&key, &id, &[part], Condition::CreateOnly).await;
     assert!(matches!(done, Err(StorageError::PreconditionFailed(_))), "{done:?}");
     assert_eq!(read(store, &key).await, &b"last"[..]);
@@ -341,10 +341,10 @@ pub async fn multipart_errors(store: &dyn Storage) {
     // Aborted uploads are gone; aborting twice is fine.
     let other = scope + "aborted";
     let id = store.create_multipart(&other).await.unwrap();
-    let part = upload(store, &other, &id, 1, Bytes::from_static(b"x")).await;
+    let part = upload(store, &other, &id, 1, 0, Bytes::from_static(b"x")).await;
     store.abort_multipart(&other, &id).await.unwrap();
     assert!(store.complete_multipart(&other, &id, &[part], Condition::Overwrite).await.is_err());
-    assert!(store.upload_part(&other, &id, 1, Bytes::from_static(b"x")).await.is_err());
+    assert!(store.upload_part(&other, &id, 1, 0, Bytes::from_static(b"x")).await.is_err());
     store.abort_multipart(&other, &id).await.unwrap();
     assert!(not_found(store.head(&other).await));
 }

@@ -93,7 +93,7 @@ async fn fs_leftovers_of_a_crash_are_invisible() {
     // A crash in the middle of overwriting `a/b` leaves a partial temp file.
     std::fs::write(root.join(".tmp/0123456789abcdef0123456789abcdef"), "new, half wri").unwrap();
     let upload = store.create_multipart("a/c").await.unwrap();
-    store.upload_part("a/c", &upload, 1, Bytes::from_static(b"part")).await.unwrap();
+    store.upload_part("a/c", &upload, 1, 0, Bytes::from_static(b"part")).await.unwrap();
 
     // After a restart, the temp file (not an hour old) is kept and invisible.
     drop(store);
@@ -115,7 +115,7 @@ async fn fs_writes_leave_no_temp_files() {
     store.copy("k", "l", Condition::Overwrite).await.unwrap(); // same inode: rename is a no-op
     store.copy("k", "l", Condition::CreateOnly).await.unwrap_err();
     let id = store.create_multipart("m").await.unwrap();
-    let etag = store.upload_part("m", &id, 1, Bytes::from_static(b"p")).await.unwrap();
+    let etag = store.upload_part("m", &id, 1, 0, Bytes::from_static(b"p")).await.unwrap();
     store
         .complete_multipart("m", &id, &[CompletedPart { number: 1, etag, size: 1 }], Condition::Overwrite)
         .await
@@ -217,7 +217,7 @@ async fn fs_multipart_bookkeeping() {
     let part = |etag| [CompletedPart { number: 1, etag, size: 1 }];
     // Unknown, malformed or other-key upload ids are NotFound.
     for (key, bad) in [("blob", "0123"), ("blob", "../.tmp"), ("blob", ""), ("other", id.as_str())] {
-        let up = store.upload_part(key, bad, 1, Bytes::from_static(b"x")).await;
+        let up = store.upload_part(key, bad, 1, 0, Bytes::from_static(b"x")).await;
         assert!(not_found(up), "{key} {bad}");
         let done = store.complete_multipart(key, bad, &part("\"e\"".into()), Condition::Overwrite).await;
         assert!(not_found(done), "{key} {bad}");
@@ -225,8 +225,8 @@ async fn fs_multipart_bookkeeping() {
     store.abort_multipart("blob", "../../root").await.unwrap();
     assert!(uploads.is_dir());
 
-    let etag = store.upload_part("blob", &id, 1, Bytes::from_static(b"x")).await.unwrap();
-    let zero = store.upload_part("blob", &id, 0, Bytes::from_static(b"x")).await;
+    let etag = store.upload_part("blob", &id, 1, 0, Bytes::from_static(b"x")).await.unwrap();
+    let zero = store.upload_part("blob", &id, 0, 0, Bytes::from_static(b"x")).await;
     assert!(matches!(zero, Err(StorageError::Invalid(_))));
     let wrong = store.complete_multipart("blob", &id, &part("\"e\"".into()), Condition::Overwrite).await;
     assert!(matches!(wrong, Err(StorageError::Invalid(_))));

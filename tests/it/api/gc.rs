@@ -363,8 +363,15 @@ impl Storage for Gated {
     async fn create_multipart(&self, key: &str) -> berth_storage::Result<String> {
         self.inner.create_multipart(key).await
     }
-    async fn upload_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> berth_storage::Result<String> {
-        self.inner.upload_part(key, upload_id, number, body).await
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        offset: u64,
+        body: Bytes,
+    ) -> berth_storage::Result<String> {
+        self.inner.upload_part(key, upload_id, number, offset, body).await
     }
     async fn complete_multipart(
         &self,

@@ -1,7 +1,8 @@
 //! The benchmarks run briefly on every test run, on the binaries under test, so that they keep
 //! working: the load benchmark (`bench/load.sh`, whose requests must all answer: the script
-//! exits 1 on any error) and the latency benchmark (`bench/latency.sh`). Their numbers are not
-//! checked here: they belong in the README, from a release build at full length.
+//! exits 1 on any error), the latency benchmark (`bench/latency.sh`) and the Lambda cold-start
+//! benchmark (`bench/lambda.sh`). Their numbers are not checked here: they belong in the
+//! README, from a release build at full length.
 
 use std::process::Command;
 use std::time::Duration;
@@ -75,5 +76,35 @@ fn the_latency_benchmark_runs() {
                 assert!(calls.parse::<u64>().is_ok_and(|n| n > 0), "{row}");
             }
         }
+    }
+}
+
+/// The Lambda benchmark (`bench/lambda.sh`), briefly: 2 cold starts of the debug bootstrap, each
+/// answering its first request (the script exits 1 otherwise), and the table is there.
+#[test]
+fn the_lambda_benchmark_runs() {
+    let test = "the_lambda_benchmark_runs";
+    let cargo_lambda = std::env::var("BERTH_CARGO_LAMBDA").unwrap_or_else(|_| "cargo-lambda".into());
+    if !require_tool(&cargo_lambda, test) {
+        return;
+    }
+    let Some(S3Server { endpoint, bucket }) = S3Server::require(S3Kind::Signing, test) else { return };
+    let bootstrap = workspace_root().join("target/debug/bootstrap");
+    assert!(bootstrap.is_file(), "{} is not built (scripts/test builds it)", bootstrap.display());
+    let out = run(
+        Command::new(workspace_root().join("bench/lambda.sh"))
+            .env("BOOTSTRAP", bootstrap)
+            .env("BERTH_CARGO_LAMBDA", cargo_lambda)
+            .env("BERTH_TEST_S3_ENDPOINT", endpoint)
+            .env("BERTH_TEST_S3_BUCKET", bucket)
+            .env("RUNS", "2"),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "bench/lambda.sh: {}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for row in ["size", "start to first answer, median"] {
+        let line = stdout.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no {row}:\n{stdout}"));
+        let value = line[row.len()..].split_whitespace().next().unwrap_or_default();
+        assert!(value.parse::<u64>().is_ok_and(|n| n > 0), "{line}");
     }
 }
