@@ -79,17 +79,14 @@ round() {
 
 # The same push and pull through distribution (REGISTRY_V3) on its filesystem driver.
 distribution() {
-  local port config="$work/registry.yml" log="$work/registry.log" i
-  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  local port config="$work/registry.yml" log="$work/registry.log"
+  port="$(free_port)"
   printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
     "$work/dist-root" "$port" >"$config"
   "$REGISTRY_V3" serve "$config" 2>"$log" &
   server_pid=$!
   base="http://127.0.0.1:$port"
-  for i in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/v2/")" = 200 ] && break
-    sleep 0.1
-  done
+  wait_ok "$base/v2/"
   push_and_pull "$1" "$2"
   stop_server
   rm -rf "$work/dist-root"

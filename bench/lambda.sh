@@ -32,7 +32,7 @@ source "$repo/bench/common.sh"
 source "$repo/scripts/s3-servers"
 s3_servers_start
 
-port="$(_s3_free_port)"
+port="$(free_port)"
 (cd "$repo" && exec "$cargo_lambda" lambda watch --only-lambda-apis --disable-cors -A 127.0.0.1 -P "$port") \
   >"$work/emulator.log" 2>&1 &
 # The emulator is this run's server: common.sh's cleanup (run after the S3 servers' stop, see

@@ -98,17 +98,14 @@ row() { rows+=("$(printf '%8s  %-14s %10s %10s %9s' "$@")"); }
 # same proxy, with its S3 driver (redirects on): $1 the delay, $2 the proxy's endpoint.
 distribution() {
   local port config="$work/registry-$1.yml" t0
-  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
   printf '%s\n' "version: 0.1" "log:" "  level: warn" "storage:" "  s3:" \
     "    accesskey: $AWS_ACCESS_KEY_ID" "    secretkey: $AWS_SECRET_ACCESS_KEY" "    region: us-east-1" \
     "    regionendpoint: $2" "    forcepathstyle: true" "    secure: false" "    bucket: $BERTH_TEST_S3_BUCKET" \
     "    rootdirectory: /bench-latency-dist-$$-$1" "http:" "  addr: 127.0.0.1:$port" >"$config"
   "$REGISTRY_V3" serve "$config" 2>"$work/registry-$1.log" &
   server_pid=$!
-  for _ in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")" = 200 ] && break
-    sleep 0.1
-  done
+  wait_ok "http://127.0.0.1:$port/v2/"
   t0="$(now)"
   skopeo --insecure-policy copy -q --preserve-digests --dest-tls-verify=false "oci:$work/src-$1:v1" \
     "docker://127.0.0.1:$port/bench/latency:v1"
