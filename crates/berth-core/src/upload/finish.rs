@@ -131,7 +131,6 @@ impl Registry {
         req: &Req,
         body: &mut RequestBody,
     ) -> Result<(Result<()>, Option<Multipart>)> {
-        let digest = digest.clone();
         let expected = super::chunk_length(req, session.offset)?;
         // Receive: a failure before the digest is checked leaves the session as it was.
         let (finish, size) = if session.offset == 0 {
@@ -139,22 +138,22 @@ impl Registry {
         } else {
             let (mut hasher, mut writer) = session.resume(&self.store, id, &self.buffers).await?;
             let received = self.receive(body, expected, &mut hasher, Some(&mut writer)).await?;
-            (self.decide(&digest, hasher, writer).await?, Some(session.offset + received))
+            (self.decide(digest, hasher, writer).await?, Some(session.offset + received))
         };
         // Run: the outcome (whether the blob is an object this request created), and the
         // multipart upload left open, if any.
         let (stored, open) = match finish {
-            Finish::Direct => match self.write_blob(name, &digest, body, expected).await {
+            Finish::Direct => match self.write_blob(name, digest, body, expected).await {
                 Err(e) if e.kind != ErrorKind::DigestInvalid => return Err(e),
                 written => (written.map(|_| true), None),
             },
-            Finish::Reject(writer) => (Err(digest_mismatch(&digest)), Some(writer.progress().clone())),
-            Finish::Put { writer, verified } => (self.put_whole(&digest, verified, writer).await, None),
+            Finish::Reject(writer) => (Err(digest_mismatch(digest)), Some(writer.progress().clone())),
+            Finish::Put { writer, verified } => (self.put_whole(digest, verified, writer).await, None),
             Finish::Drop(writer) => (Ok(false), Some(writer.progress().clone())),
             Finish::Assemble { writer, verified } => {
                 let progress = writer.progress().clone();
                 match writer.finish(Condition::Overwrite).await {
-                    Ok(()) => (self.assemble(id, &digest, verified).await.map(|()| false), None),
+                    Ok(()) => (self.assemble(id, digest, verified).await.map(|()| false), None),
                     Err(e) => (Err(e.into()), Some(progress)),
                 }
             }
@@ -162,8 +161,8 @@ impl Registry {
         let linked = match (stored, size) {
             // The blob is claimed against garbage collection (see `gc`): always when this
             // request did not create it (stored before, or overwritten), else under a short grace.
-            (Ok(created), Some(size)) => match self.link_blob(name, &digest, size).await {
-                Ok(()) => self.claim_blob(name, &digest, created).await,
+            (Ok(created), Some(size)) => match self.link_blob(name, digest, size).await {
+                Ok(()) => self.claim_blob(name, digest, created).await,
                 other => other,
             },
             (other, _) => other.map(drop),

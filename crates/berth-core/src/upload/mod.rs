@@ -39,6 +39,7 @@ use crate::error::{ErrorKind, RegistryError, Result};
 use crate::http::{Reply, RequestBody, content_length, header, headers};
 use crate::names::Name;
 use crate::writer::{Multipart, PartWriter};
+use crate::{Registry, Req, keys};
 
 /// How an upload URL names its session.
 enum Url {
@@ -47,7 +48,6 @@ enum Url {
     /// Stored under this id.
     Stored(String),
 }
-use crate::{Registry, Req, keys};
 
 /// The `Range` header value for `offset` received bytes (`0-0` before the first byte).
 fn progress(offset: u64) -> String {
