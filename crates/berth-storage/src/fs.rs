@@ -98,18 +98,18 @@ struct Inner {
 /// The exclusive right to commit and delete in a root, across threads and processes.
 struct Exclusive<'a>(MutexGuard<'a, File>);
 
+impl Drop for Exclusive<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&*self.0, FlockOperation::Unlock);
+    }
+}
+
 /// An upload's data file, locked exclusively (`flock`) until dropped.
 struct Locked(File);
 
 impl Drop for Locked {
     fn drop(&mut self) {
         let _ = rustix::fs::flock(&self.0, FlockOperation::Unlock);
-    }
-}
-
-impl Drop for Exclusive<'_> {
-    fn drop(&mut self) {
-        let _ = rustix::fs::flock(&*self.0, FlockOperation::Unlock);
     }
 }
 
