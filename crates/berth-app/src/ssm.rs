@@ -9,16 +9,11 @@
 //! `secretsmanager:GetSecretValue` as well). The endpoint follows the SDK's configuration, so
 //! `AWS_ENDPOINT_URL_SSM` points it at a local server in tests.
 
-use aws_sdk_ssm::config::Region;
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 
 /// The value of parameter `name` in `region`, decrypted.
 pub(crate) async fn read_parameter(name: &str, region: &str) -> Result<String, String> {
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .load()
-        .await;
-    let client = aws_sdk_ssm::Client::new(&shared);
+    let client = aws_sdk_ssm::Client::new(&berth_s3::sdk_config(region).await);
     let answer = client.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
         let service = e.as_service_error();
         match service.and_then(|s| s.code()) {

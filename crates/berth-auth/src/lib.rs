@@ -3,7 +3,8 @@
 //!
 //! - [`policy`]: users, groups and rules from one TOML document;
 //! - [`password`]: argon2 and bcrypt hashes;
-//! - [`token`]: the HS256 bearer tokens of Docker token authentication;
+//! - [`token`]: the HS256 bearer tokens of Docker token authentication (signed and checked by
+//!   jsonwebtoken through a crypto provider of berth's own: HMAC-SHA256 only);
 //! - logins: failed-login throttling per client address, and a short cache of successful checks;
 //! - [`PolicySource`]: the policy is read again from where it came from while the registry runs;
 //! - upload capabilities: signed rights to continue one upload session, for an upload host that
@@ -21,6 +22,7 @@ pub mod token;
 
 mod capability;
 mod grant;
+mod hs256;
 mod login;
 mod session;
 mod source;

@@ -120,6 +120,7 @@ fn now() -> u64 {
 impl Tokens {
     /// Tokens signed with `secret` for `service`.
     pub fn new(secret: &[u8], service: &str, ttl: Duration, refresh_ttl: Duration) -> Self {
+        crate::hs256::install();
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),

@@ -1,7 +1,8 @@
 //! Baseline for the S3 benchmark (bench/s3.sh): moves a file to and from a bucket with
-//! aws-sdk-s3 alone — multipart upload with the same part size and parallelism as berth, and a
-//! server-side CopyObject — and prints the seconds each took. (Downloads are compared with curl,
-//! the client of the pull through berth.)
+//! aws-sdk-s3 alone, on berth's SDK configuration (`berth_s3::sdk_config`) — multipart upload
+//! with the same part size and parallelism as berth, and a server-side CopyObject — and prints
+//! the seconds each took. (Downloads are compared with curl, the client of the pull through
+//! berth.)
 //!
 //! Usage: `raw_transfer <endpoint> <bucket> <file> [part MiB]` with credentials in the
 //! environment. Prints `upload <s>` and `copy <s>` lines.
@@ -9,7 +10,7 @@
 use std::time::Instant;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::io::AsyncReadExt;
@@ -23,8 +24,7 @@ async fn main() -> Result<(), Error> {
         return Err("usage: raw_transfer <endpoint> <bucket> <file> [part MiB]".into());
     };
     let part_size = args.get(4).map_or(Ok(8), |s| s.parse::<usize>())? * 1024 * 1024;
-    let shared =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new("us-east-1")).load().await;
+    let shared = berth_s3::sdk_config("us-east-1").await;
     let config = aws_sdk_s3::config::Builder::from(&shared)
         .endpoint_url(endpoint)
         .force_path_style(true)

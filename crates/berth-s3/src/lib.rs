@@ -19,6 +19,7 @@ use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumVal
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::{ByteStream as SdkStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
+use aws_smithy_http_client::tls;
 use berth_storage::{
     ByteStream, CompletedPart, Condition, GetObject, ListPage, ObjectMeta, Result, Storage, StorageError,
 };
@@ -51,6 +52,20 @@ pub struct S3Options {
     pub prefix: String,
 }
 
+/// The AWS SDK configuration each of berth's clients starts from (S3, SSM): credentials and
+/// settings from the standard chain (environment, profile, role), in `region`, with an HTTPS
+/// client on rustls with ring.
+pub async fn sdk_config(region: &str) -> aws_config::SdkConfig {
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .http_client(https)
+        .load()
+        .await
+}
+
 /// Objects in an S3 bucket.
 pub struct S3Storage {
     client: Client,
@@ -63,10 +78,7 @@ impl S3Storage {
     /// Builds clients from the standard AWS configuration chain (environment, profile, role).
     /// Makes no request; call [`S3Storage::check`] to verify the bucket.
     pub async fn new(options: S3Options) -> Self {
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(Region::new(options.region.clone()))
-            .load()
-            .await;
+        let shared = sdk_config(&options.region).await;
         let client_for = |endpoint: Option<&String>| {
             let mut builder = aws_sdk_s3::config::Builder::from(&shared).force_path_style(options.path_style);
             if let Some(endpoint) = endpoint {

@@ -232,12 +232,8 @@ async fn failed_logins_are_throttled_per_client_address() {
 
 /// Stores `value` as a SecureString parameter `name` in the SSM of `endpoint` (moto).
 pub(crate) async fn put_secure_parameter(endpoint: &str, name: &str, value: &str) {
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    aws_sdk_ssm::Client::new(&shared)
+    let shared = berth_s3::sdk_config("us-east-1").await;
+    aws_sdk_ssm::Client::from_conf(aws_sdk_ssm::config::Builder::from(&shared).endpoint_url(endpoint).build())
         .put_parameter()
         .name(name)
         .value(value)

@@ -2,20 +2,21 @@
 //! with a push (on `--listen` and on a listener of their own), health probes without
 //! credentials whose readiness follows the storage (an S3 server stopped and started again),
 //! and TLS in `berth serve` (a test CA, skopeo pushing and pulling over it, HTTP/2 for clients
-//! that ask, a renewed certificate served without a restart), and the production guide's
-//! systemd unit and nginx configuration.
+//! that ask, a renewed certificate served without a restart), S3 reached over HTTPS with the
+//! system's trust only, and the production guide's systemd unit and nginx configuration.
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_parse::{Scrape, Value};
 
 use super::layout::{Layout, tar};
 use super::server::{Server, get_status};
-use crate::common::{describe, random_bytes, require_tool, run};
+use crate::common::{S3Kind, S3Server, describe, http, random_bytes, require_tool, run, sha256, unique};
 
 /// A scrape of `url`, parsed as Prometheus text.
 async fn scrape(url: &str) -> Scrape {
@@ -252,6 +253,74 @@ async fn tls_push_and_pull_with_a_test_ca_and_reload() {
     }
     assert!(curl_version(&first_ca, &url).is_err(), "the old certificate is still served");
     assert!(server.log().contains("TLS certificate reloaded"), "{}", server.log());
+}
+
+/// S3 over HTTPS: berth's SDK client (rustls on ring) trusts the system's roots (a test CA in
+/// `SSL_CERT_FILE` here), and stores and serves a blob through a TLS front of the test S3 server;
+/// with another CA as the only root, it refuses the server's certificate and does not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_over_https_with_the_systems_roots_only() {
+    let test = "s3_over_https_with_the_systems_roots_only";
+    let Some(S3Server { endpoint, bucket }) = S3Server::require(S3Kind::Signing, test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certificates(dir.path(), "s3");
+    let front = format!("https://{}", tls_front(dir.path(), endpoint.trim_start_matches("http://").to_string()).await);
+    let prefix = format!("https-{}", unique());
+    let args = ["--storage", "s3", "--s3-endpoint", &front, "--s3-bucket", &bucket, "--s3-path-style"];
+    let args = [&args[..], &["--s3-prefix", &prefix, "--auth", "none"]].concat();
+
+    let os_args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let server = Server::start_with_env(&os_args, &[("SSL_CERT_FILE", ca.to_str().unwrap())]);
+    let blob = random_bytes(10_000, 47);
+    let digest = sha256(&blob);
+    let pushed = http().post(server.url(&format!("/v2/tls/app/blobs/uploads/?digest={digest}"))).body(blob.clone());
+    assert_eq!(pushed.send().await.unwrap().status(), 201, "{}", server.log());
+    let pulled = http().get(server.url(&format!("/v2/tls/app/blobs/{digest}"))).send().await.unwrap();
+    assert_eq!(pulled.status(), 200, "{}", server.log());
+    assert!(pulled.bytes().await.unwrap() == blob, "the blob came back changed");
+    drop(server);
+
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let other_ca = certificates(&other, "other");
+    let mut refused = Command::new(super::server::binary());
+    refused.arg("serve").args(["--listen", "127.0.0.1:0"]).args(&args).env("SSL_CERT_FILE", &other_ca);
+    let out = run(&mut refused, Duration::from_secs(120));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("invalid peer certificate"), "{}", describe(&out));
+}
+
+/// A TLS front of `backend` (host:port) on a free loopback port, with the certificate that
+/// [`certificates`] wrote to `dir`: each connection's bytes are copied both ways unchanged, so
+/// S3 requests reach the test server as they were signed.
+async fn tls_front(dir: &Path, backend: String) -> SocketAddr {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::ServerConfig;
+    use tokio_rustls::rustls::crypto::ring;
+
+    let certs = CertificateDer::pem_file_iter(dir.join("cert.pem")).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+    let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
 }
 
 /// `infra/berth.service` passes `systemd-analyze verify` (with `ExecStart` pointed at the binary
