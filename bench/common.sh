@@ -1,5 +1,9 @@
 # Shared by the benchmark scripts (sourced): temp dir and cleanup, timing, the server process,
-# peak RSS, and the result table. Expects bin, bench_parent and bench_name to be set.
+# peak RSS, and the result table; and scripts/s3-servers (free_port, and s3_servers_start for the
+# benchmarks over S3). Expects repo, bin, bench_parent and bench_name to be set.
+
+# shellcheck source=scripts/s3-servers
+source "$repo/scripts/s3-servers"
 
 mkdir -p "$bench_parent"
 work="$(mktemp -d "$bench_parent/berth-bench.XXXXXX")"
@@ -21,7 +25,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # Waits (up to 10 s) until $1 answers 200.
 wait_ok() {
   local i

@@ -28,8 +28,6 @@ if [ ! -x "$bootstrap" ]; then
 fi
 # shellcheck source=bench/common.sh
 source "$repo/bench/common.sh"
-# shellcheck source=scripts/s3-servers
-source "$repo/scripts/s3-servers"
 s3_servers_start
 
 port="$(free_port)"

@@ -37,8 +37,6 @@ if [ ! -x "$bin" ] || [ ! -x "$proxy" ]; then
 fi
 # shellcheck source=bench/common.sh
 source "$repo/bench/common.sh"
-# shellcheck source=scripts/s3-servers
-source "$repo/scripts/s3-servers"
 s3_servers_start
 
 proxy_pid=""

@@ -28,8 +28,6 @@ if [ ! -x "$bin" ]; then
 fi
 # shellcheck source=bench/common.sh
 source "$repo/bench/common.sh"
-# shellcheck source=scripts/s3-servers
-source "$repo/scripts/s3-servers"
 s3_servers_start
 
 start_server load --storage s3 --s3-bucket "$BERTH_TEST_S3_BUCKET" --s3-endpoint "$BERTH_TEST_S3_ENDPOINT" \

@@ -34,8 +34,6 @@ if [ ! -x "$bin" ] || [ ! -x "$raw" ]; then
 fi
 # shellcheck source=bench/common.sh
 source "$repo/bench/common.sh"
-# shellcheck source=scripts/s3-servers
-source "$repo/scripts/s3-servers"
 s3_servers_start
 
 # Seconds a command takes (its output discarded; a failure stops the benchmark).
@@ -86,7 +84,7 @@ round() {
 
 auth=(--auth none)
 if [ "${UPLOAD_HOST:-}" = 1 ]; then
-  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+  port="$(free_port)"
   listen="127.0.0.1:$port"
   printf '[users]\n%s\n[[rules]]\nrepositories = ["**"]\nwho = ["user:bench"]\nactions = ["*"]\n' \
     "$(echo bench-password | "$bin" user bench --bcrypt)" >"$work/auth.toml"
