@@ -12,8 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use hmac::Mac;
+
+use crate::mac::{MacKey, Sha256Mac};
 
 /// Why a capability was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +33,7 @@ pub enum CapabilityError {
 /// Issues and checks capabilities with one key.
 #[derive(Clone)]
 pub(crate) struct Capabilities {
-    mac: Hmac<Sha256>,
+    key: MacKey,
 }
 
 fn seconds(time: SystemTime) -> u64 {
@@ -42,16 +43,11 @@ fn seconds(time: SystemTime) -> u64 {
 impl Capabilities {
     /// Capabilities keyed with `secret` (HMAC takes a key of any length).
     pub(crate) fn new(secret: &[u8]) -> Self {
-        Self { mac: Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length")) }
+        Self { key: MacKey::new(secret) }
     }
 
-    fn mac(&self, repository: &str, session: &str, expiry: u64) -> Hmac<Sha256> {
-        let mut mac = self.mac.clone();
-        // Lengths first, so that no two (repository, session) pairs share an input.
-        for part in [b"berth-upload".as_slice(), repository.as_bytes(), session.as_bytes()] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
-        }
+    fn mac(&self, repository: &str, session: &str, expiry: u64) -> Sha256Mac {
+        let mut mac = self.key.of_fields(&[b"berth-upload", repository.as_bytes(), session.as_bytes()]);
         mac.update(&expiry.to_be_bytes());
         mac
     }

@@ -1,15 +1,16 @@
 //! HS256, the one JWT algorithm berth signs and accepts, as jsonwebtoken's crypto provider:
-//! HMAC-SHA256 of the RustCrypto crates that berth's other MACs use (capability and upload
+//! the HMAC-SHA256 of [`crate::mac`], as everything else berth signs (capability and upload
 //! URLs). Every other algorithm is refused, here as in the tokens' validation. A provider of
 //! berth's own keeps jsonwebtoken's RSA, EC and EdDSA code, and a second crypto library, out of
 //! the binaries (the Lambda bootstrap's size).
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::Mac;
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
 use jsonwebtoken::errors::{ErrorKind, Result};
 use jsonwebtoken::signature::{self, Signer, Verifier};
-use sha2::Sha256;
+
+use crate::mac::MacKey;
 
 /// The provider: HS256 only, no JWK support (berth reads no JWK sets).
 static PROVIDER: CryptoProvider = CryptoProvider {
@@ -24,32 +25,26 @@ pub(crate) fn install() {
 }
 
 /// A key, ready to sign or verify.
-struct Hs256(Hmac<Sha256>);
+struct Hs256(MacKey);
 
 impl Hs256 {
     fn new(algorithm: &Algorithm, secret: &[u8]) -> Result<Self> {
         if *algorithm != Algorithm::HS256 {
             return Err(ErrorKind::InvalidAlgorithm.into());
         }
-        Ok(Self(Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))))
-    }
-
-    fn mac(&self, message: &[u8]) -> Hmac<Sha256> {
-        let mut mac = self.0.clone();
-        mac.update(message);
-        mac
+        Ok(Self(MacKey::new(secret)))
     }
 }
 
 impl Signer<Vec<u8>> for Hs256 {
     fn try_sign(&self, message: &[u8]) -> std::result::Result<Vec<u8>, signature::Error> {
-        Ok(self.mac(message).finalize().into_bytes().to_vec())
+        Ok(self.0.of(message).finalize().into_bytes().to_vec())
     }
 }
 
 impl Verifier<Vec<u8>> for Hs256 {
     fn verify(&self, message: &[u8], signature: &Vec<u8>) -> std::result::Result<(), signature::Error> {
-        self.mac(message).verify_slice(signature).map_err(|_| signature::Error::new())
+        self.0.of(message).verify_slice(signature).map_err(|_| signature::Error::new())
     }
 }
 

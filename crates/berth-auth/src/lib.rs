@@ -3,6 +3,7 @@
 //!
 //! - [`policy`]: users, groups and rules from one TOML document;
 //! - [`password`]: argon2 and bcrypt hashes;
+//! - [`mac`]: the HMAC-SHA256 of everything berth signs for clients to hand back;
 //! - [`token`]: the HS256 bearer tokens of Docker token authentication (signed and checked by
 //!   jsonwebtoken through a crypto provider of berth's own: HMAC-SHA256 only);
 //! - logins: failed-login throttling per client address, and a short cache of successful checks;
@@ -16,6 +17,7 @@
 //! [`Access::allows`] is the one authorization question; [`Auth::grant`] and [`Auth::redeem`]
 //! are what the token endpoint hands out.
 
+pub mod mac;
 pub mod password;
 pub mod policy;
 pub mod token;

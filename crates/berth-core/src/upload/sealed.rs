@@ -24,9 +24,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
+use berth_auth::mac::{MacKey, Sha256Mac};
 use bytes::Bytes;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
 use crate::digest::{Algorithm, Digest};
 use crate::error::Result;
@@ -81,12 +81,12 @@ pub(super) fn is_sealed(id: &str) -> bool {
 /// The registry's upload secret: signs and checks sealed URLs.
 #[derive(Clone)]
 pub(crate) struct Seal {
-    mac: Hmac<Sha256>,
+    key: MacKey,
 }
 
 impl Seal {
     fn new(secret: &[u8]) -> Self {
-        Self { mac: Hmac::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length")) }
+        Self { key: MacKey::new(secret) }
     }
 
     /// The secret of `store`: read, or generated and stored by whichever instance comes first.
@@ -102,14 +102,8 @@ impl Seal {
         Ok(Self::new(&secret))
     }
 
-    fn mac(&self, name: &Name, payload: &str) -> Hmac<Sha256> {
-        let mut mac = self.mac.clone();
-        // Lengths first, so that no two (repository, payload) pairs share an input.
-        for part in [b"berth-sealed-upload".as_slice(), name.as_str().as_bytes(), payload.as_bytes()] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
-        }
-        mac
+    fn mac(&self, name: &Name, payload: &str) -> Sha256Mac {
+        self.key.of_fields(&[b"berth-sealed-upload", name.as_str().as_bytes(), payload.as_bytes()])
     }
 
     /// The URL segment of `session` of repository `name`.
