@@ -83,10 +83,7 @@ impl PartWriter {
         while !chunk.is_empty() {
             // A full buffer becomes a part once more bytes come: a body of exactly one part
             // stays one object.
-            if self.buf.len() == part_size {
-                let part = std::mem::take(&mut self.buf);
-                self.upload(part.freeze()).await?;
-            }
+            self.upload_full_buffer().await?;
             let take = (part_size - self.buf.len()).min(chunk.len());
             if self.buf.capacity() < self.buf.len() + take {
                 let mut grown = self.buffers.take().await;
@@ -95,6 +92,15 @@ impl PartWriter {
             }
             self.buf.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
+        }
+        Ok(())
+    }
+
+    /// Starts uploading the buffer as the next part if it is full.
+    async fn upload_full_buffer(&mut self) -> Result<()> {
+        if self.buf.len() == self.buffers.part_size() {
+            let part = std::mem::take(&mut self.buf);
+            self.upload(part.freeze()).await?;
         }
         Ok(())
     }
@@ -154,10 +160,7 @@ impl PartWriter {
     /// Stops writing once every started part is uploaded (a full buffer too): the progress so
     /// far and the bytes not yet in a part.
     pub(crate) async fn suspend(mut self) -> Result<(Multipart, Bytes)> {
-        if self.buf.len() == self.buffers.part_size() {
-            let part = std::mem::take(&mut self.buf);
-            self.upload(part.freeze()).await?;
-        }
+        self.upload_full_buffer().await?;
         self.settle().await?;
         Ok((self.progress, self.buf.freeze()))
     }
